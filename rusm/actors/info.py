@@ -1,0 +1,51 @@
+"""Introspection records: what the observer shows about processes and the runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .pid import Pid
+
+__all__ = ["ProcessInfo", "RuntimeStats", "Status"]
+
+Status = Literal["running", "waiting", "exiting"]
+"""``waiting``: blocked in ``receive``; ``running``: runnable or awaiting
+anything else; ``exiting``: dead (signals delivered) but its task is unwinding."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A snapshot of one process, as ``Runtime.process_info`` returns it."""
+
+    pid: Pid
+    label: str | None
+    names: tuple[str, ...]
+    mailbox_depth: int
+    links: tuple[Pid, ...]
+    monitors: tuple[Pid | str, ...]
+    """Processes this process monitors."""
+    monitored_by: tuple[Pid, ...]
+    status: Status
+    trap_exits: bool
+    received: int
+    """Messages delivered into its mailbox since spawn."""
+    sent: int
+    """Messages it sent since spawn."""
+    spawned_at: float
+    """Wall-clock time of spawn (``time.time()``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStats:
+    """Runtime-wide counters since the runtime started."""
+
+    node: str
+    processes: int
+    spawned: int
+    exited: int
+    messages: int
+    """Messages delivered into any mailbox."""
+    dead_letters: int
+    """Messages dropped: unknown destination, dead process, late reply, or
+    left in a mailbox when its process exited."""

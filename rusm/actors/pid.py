@@ -1,0 +1,90 @@
+"""Process identifiers and references.
+
+A :class:`Pid` names its node and a serial unique within that node's runtime,
+printed like Erlang's ``<london.42>``. A :class:`Ref` is a unique token for a
+monitor or a call. Both are frozen, hashable and ordered.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["Pid", "Ref"]
+
+_PID_RE = re.compile(r"<(?P<node>[^<>\s]+)\.(?P<serial>\d+)>")
+
+
+class Pid:
+    """A process identifier: ``Pid("london", 42)`` prints as ``<london.42>``."""
+
+    __slots__ = ("node", "serial")
+    node: str
+    serial: int
+
+    def __init__(self, node: str, serial: int) -> None:
+        object.__setattr__(self, "node", node)
+        object.__setattr__(self, "serial", serial)
+
+    @classmethod
+    def parse(cls, text: str) -> Pid:
+        """Parse ``<node.serial>``; raises ``ValueError`` for anything else."""
+        m = _PID_RE.fullmatch(text.strip())
+        if m is None:
+            raise ValueError(f"not a pid: {text!r} (expected the form <node.serial>)")
+        return cls(m["node"], int(m["serial"]))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Pid is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Pid is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Pid:
+            return NotImplemented
+        return self.serial == other.serial and self.node == other.node
+
+    def __hash__(self) -> int:
+        return hash((self.node, self.serial))
+
+    def __lt__(self, other: Pid) -> bool:
+        return (self.node, self.serial) < (other.node, other.serial)
+
+    def __str__(self) -> str:
+        return f"<{self.node}.{self.serial}>"
+
+    def __repr__(self) -> str:
+        return f"Pid({self.node!r}, {self.serial})"
+
+    def __reduce__(self) -> tuple[type[Pid], tuple[str, int]]:
+        return (Pid, (self.node, self.serial))
+
+
+class Ref:
+    """A unique reference (monitor or call), ``#Ref<london.7>``."""
+
+    __slots__ = ("node", "serial")
+    node: str
+    serial: int
+
+    def __init__(self, node: str, serial: int) -> None:
+        object.__setattr__(self, "node", node)
+        object.__setattr__(self, "serial", serial)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Ref is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Ref:
+            return NotImplemented
+        return self.serial == other.serial and self.node == other.node
+
+    def __hash__(self) -> int:
+        return hash((self.node, self.serial, "ref"))
+
+    def __repr__(self) -> str:
+        return f"#Ref<{self.node}.{self.serial}>"
+
+    def __reduce__(self) -> tuple[type[Ref], tuple[str, int]]:
+        return (Ref, (self.node, self.serial))

@@ -1,0 +1,464 @@
+"""The local actor runtime: spawning, delivery, names, links, monitors, exits.
+
+One :class:`Runtime` owns every process task. Each process is one asyncio
+Task running its body; the process context keeps its state in ``__slots__``
+and its mailbox is created on first delivery, so an idle process costs about
+1.5 KB. Delivery is synchronous and never blocks: ``send`` appends to the
+target's mailbox and wakes it if it waits in ``receive``.
+
+Exits follow the BEAM. When a process dies, at once (before ``send`` or
+``kill`` returns): its names are released, its monitors fire (one ``Down``
+each), its links get exit signals, and messages left in its mailbox are
+counted as dead letters. A process killed by a signal is marked dead at once
+and its task is cancelled; its ``finally`` blocks still run (Python cannot
+stop a coroutine without unwinding it) but it can no longer send or receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .errors import NameTaken, NoProc, NotRegistered, ProcessExit, RuntimeClosed, RusmError
+from .info import ProcessInfo, RuntimeStats, Status
+from .messages import KILL, KILLED, NOPROC, NORMAL, SHUTDOWN, Down, Exit, Reply
+from .pid import Pid, Ref
+from .process import Process
+
+__all__ = ["Body", "Runtime", "RuntimeConfig"]
+
+log = logging.getLogger("rusm.actors")
+
+Body = Callable[..., Coroutine[Any, Any, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Settings of a :class:`Runtime`."""
+
+    shutdown_timeout: float = 5.0
+    """Seconds ``wait_closed`` waits for cancelled process tasks to unwind
+    before it reports the stuck ones and raises."""
+
+
+def _is_async_callable(body: object) -> bool:
+    if inspect.iscoroutinefunction(body):
+        return True
+    call = getattr(type(body), "__call__", None)  # noqa: B004 - we want the type's method
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _is(reason: Any, constant: str) -> bool:
+    return reason.__class__ is str and reason == constant
+
+
+class Runtime:
+    """An actor runtime. Use as ``async with Runtime() as rt:``.
+
+    ``node`` names the node in every pid (``<node.serial>``). Pid serial 0 is
+    the runtime itself: it is the sender of exit signals that come from
+    outside any process.
+    """
+
+    def __init__(self, node: str = "local", config: RuntimeConfig | None = None) -> None:
+        self.node = node
+        self.config = config or RuntimeConfig()
+        self.spawned = 0
+        self.exited = 0
+        self.messages = 0
+        self.dead_letters = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._serials = itertools.count(1)
+        self._refs = itertools.count(1)
+        self._procs: dict[int, Process] = {}
+        self._unwinding: dict[int, Process] = {}
+        self._names: dict[str, Process] = {}
+        self._dying: deque[tuple[Process, Any, bool]] = deque()
+        self._draining = False
+        self._closing = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        self._bind_loop()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("a Runtime is bound to the event loop it first ran on")
+        return loop
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop every process (reason ``shutdown``). Idempotent; see ``wait_closed``."""
+        if self._closing:
+            return
+        self._closing = True
+        for proc in list(self._procs.values()):
+            self._exit_now(proc, SHUTDOWN, cancel=True)
+
+    async def wait_closed(self) -> None:
+        """Wait until every process task has finished. Raises :class:`RusmError`
+        naming the processes that refused to stop within ``shutdown_timeout``."""
+        deadline = asyncio.get_running_loop().time() + self.config.shutdown_timeout
+        while self._unwinding:
+            tasks = {p._task for p in self._unwinding.values() if p._task is not None}
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                stuck = ", ".join(str(p.pid) for p in self._unwinding.values())
+                log.error("runtime %s: processes did not stop: %s", self.node, stuck)
+                raise RusmError(f"processes did not stop within the shutdown timeout: {stuck}")
+            await asyncio.wait(tasks, timeout=remaining)
+            for p in list(self._unwinding.values()):
+                if p._task is not None and not p._task.done():
+                    p._task.cancel()  # it swallowed the first cancellation
+
+    # -- spawning ------------------------------------------------------------
+
+    def spawn(self, body: Body, *args: Any, label: str | None = None) -> Pid:
+        """Start ``body(proc, *args)`` as a new process and return its pid at once.
+
+        ``label`` (default: the body's qualified name) is what the observer shows.
+        """
+        return self._spawn(body, args, label, None).pid
+
+    def _spawn(
+        self, body: Body, args: tuple[Any, ...], label: str | None, link_to: Process | None
+    ) -> Process:
+        if self._closing:
+            raise RuntimeClosed(f"runtime {self.node} is closed")
+        if not _is_async_callable(body):
+            raise TypeError(f"a process body must be an async function, not {body!r}")
+        loop = self._loop or self._bind_loop()
+        proc = Process(self, Pid(self.node, next(self._serials)), label, time.time())
+        if label is None:
+            proc.label = getattr(body, "__qualname__", None) or type(body).__qualname__
+        self._procs[proc.pid.serial] = proc
+        self.spawned += 1
+        if link_to is not None:
+            self._add_link(link_to, proc)
+        proc._task = loop.create_task(self._main(proc, body, args))
+        return proc
+
+    async def _main(self, proc: Process, body: Body, args: tuple[Any, ...]) -> None:
+        # The body's coroutine is made here, not at spawn, so that a process
+        # killed before its first step leaves no never-awaited coroutine.
+        reason: Any = NORMAL
+        try:
+            await body(proc, *args)
+        except ProcessExit as e:
+            reason = e.reason
+        except asyncio.CancelledError:
+            reason = SHUTDOWN
+        except Exception as e:
+            reason = e
+            if not proc._dead:
+                log.error("process %s (%s) crashed", proc.pid, proc.label, exc_info=e)
+        except BaseException as e:  # KeyboardInterrupt, SystemExit: die, then pass it on
+            if not proc._dead:
+                self._exit_now(proc, e, cancel=False)
+            raise
+        if not proc._dead:
+            self._exit_now(proc, reason, cancel=False)
+
+    # -- delivery ------------------------------------------------------------
+
+    def send(self, dest: Pid | str, msg: Any) -> None:
+        """Deliver ``msg`` to a pid or registered name. Never blocks, never
+        raises for a dead pid or unknown name: that message is a dead letter."""
+        if dest.__class__ is Pid:
+            proc = self._procs.get(dest.serial) if dest.node == self.node else None
+        elif dest.__class__ is str:
+            proc = self._names.get(dest)
+        else:
+            raise TypeError(
+                f"send: destination must be a Pid or a registered name, not {type(dest).__name__}"
+            )
+        if proc is None:
+            self.dead_letters += 1
+            log.debug("dead letter to %s", dest)
+            return
+        mb = proc._mailbox
+        if mb is None:
+            mb = proc._mailbox = deque()
+        mb.append(msg)
+        proc._received += 1
+        self.messages += 1
+        w = proc._waiter
+        if w is not None:
+            proc._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _deliver(self, proc: Process, msg: Any) -> None:
+        self.send(proc.pid, msg)
+
+    def _reply(self, caller: Pid, ref: Ref, value: Any) -> None:
+        proc = self._procs.get(caller.serial) if caller.node == self.node else None
+        if proc is None or proc._calls is None or ref not in proc._calls:
+            self.dead_letters += 1
+            log.debug("late or unexpected reply to %s dropped", caller)
+            return
+        proc._calls.discard(ref)
+        self._deliver(proc, Reply(ref, value))
+
+    async def call(self, dest: Pid | str, request: Any, timeout: float = 5.0) -> Any:
+        """``call`` from outside any process (a short-lived caller process is spawned)."""
+        fut: asyncio.Future[Any] = (self._loop or self._bind_loop()).create_future()
+
+        async def caller(proc: Process) -> None:
+            try:
+                fut.set_result(await proc.call(dest, request, timeout))
+            except Exception as e:
+                fut.set_exception(e)
+
+        pid = self.spawn(caller, label="rt.call")
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.exit(pid, KILL)
+            raise
+
+    # -- names ---------------------------------------------------------------
+
+    def register(self, name: str, pid: Pid) -> None:
+        """Register ``name`` for a live local process. A process may hold several
+        names; each is released when it exits."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a registered name must be a non-empty str, not {name!r}")
+        holder = self._names.get(name)
+        if holder is not None:
+            raise NameTaken(name, holder.pid)
+        proc = self._local(pid)
+        if proc is None:
+            raise NoProc(pid)
+        self._names[name] = proc
+        if proc._names is None:
+            proc._names = []
+        proc._names.append(name)
+
+    def unregister(self, name: str) -> None:
+        proc = self._names.pop(name, None)
+        if proc is None:
+            raise NotRegistered(name)
+        if proc._names is not None:
+            proc._names.remove(name)
+
+    def whereis(self, name: str) -> Pid | None:
+        proc = self._names.get(name)
+        return None if proc is None else proc.pid
+
+    def registered(self) -> list[str]:
+        return sorted(self._names)
+
+    def _local(self, pid: Pid) -> Process | None:
+        if pid.__class__ is not Pid:
+            raise TypeError(f"expected a Pid, not {type(pid).__name__}")
+        return self._procs.get(pid.serial) if pid.node == self.node else None
+
+    def _resolve(self, target: Pid | str) -> Process | None:
+        if isinstance(target, str):
+            return self._names.get(target)
+        return self._local(target)
+
+    def is_alive(self, pid: Pid) -> bool:
+        return self._local(pid) is not None
+
+    # -- links and monitors --------------------------------------------------
+
+    def _add_link(self, a: Process, b: Process) -> None:
+        if a._links is None:
+            a._links = set()
+        if b._links is None:
+            b._links = set()
+        a._links.add(b)
+        b._links.add(a)
+
+    def _link(self, proc: Process, pid: Pid) -> None:
+        other = self._local(pid)
+        if other is proc:
+            return
+        if other is None:
+            self._signal(proc, pid, NOPROC)
+        else:
+            self._add_link(proc, other)
+
+    def _unlink(self, proc: Process, pid: Pid) -> None:
+        other = self._local(pid)
+        if other is not None and proc._links and other in proc._links:
+            proc._links.discard(other)
+            if other._links:
+                other._links.discard(proc)
+
+    def make_ref(self) -> Ref:
+        return Ref(self.node, next(self._refs))
+
+    def _monitor(self, watcher: Process, target: Pid | str) -> Ref:
+        ref = self.make_ref()
+        proc = self._resolve(target)
+        if proc is None:
+            self._deliver(watcher, Down(ref, target, NOPROC))
+            return ref
+        if watcher._monitors is None:
+            watcher._monitors = {}
+        if proc._monitored_by is None:
+            proc._monitored_by = {}
+        watcher._monitors[ref] = proc
+        proc._monitored_by[ref] = watcher
+        return ref
+
+    def _demonitor(self, watcher: Process, ref: Ref) -> None:
+        if watcher._monitors is None:
+            return
+        proc = watcher._monitors.pop(ref, None)
+        if proc is not None and proc._monitored_by is not None:
+            proc._monitored_by.pop(ref, None)
+
+    # -- exits ---------------------------------------------------------------
+
+    def exit(self, pid: Pid, reason: Any) -> None:
+        """Send an exit signal from outside any process (sender ``<node.0>``)."""
+        self._signal_pid(pid, Pid(self.node, 0), reason)
+
+    def kill(self, pid: Pid) -> None:
+        """Kill ``pid``: an exit signal ``kill`` that cannot be trapped."""
+        self.exit(pid, KILL)
+
+    def _signal_pid(self, pid: Pid, sender: Pid, reason: Any) -> None:
+        proc = self._local(pid)
+        if proc is None:
+            log.debug("exit signal to %s: no such process", pid)
+            return
+        if _is(reason, KILL):
+            self._exit_now(proc, KILLED, cancel=True)
+        else:
+            self._signal(proc, sender, reason)
+
+    def _signal(self, proc: Process, sender: Pid, reason: Any) -> None:
+        """A trappable exit signal from ``sender`` (a link, or ``exit/2``)."""
+        if proc._dead:
+            return
+        if proc._trap:
+            self._deliver(proc, Exit(sender, reason))
+        elif not _is(reason, NORMAL):
+            self._exit_now(proc, reason, cancel=True)
+
+    def _exit_now(self, proc: Process, reason: Any, cancel: bool) -> None:
+        """Mark ``proc`` dead and deliver its exit signals. Cascades are
+        processed from a queue, not recursively, so long link chains are fine."""
+        if proc._dead:
+            return
+        proc._dead = True
+        self._dying.append((proc, reason, cancel))
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._dying:
+                self._finish(*self._dying.popleft())
+        finally:
+            self._draining = False
+
+    def _finish(self, proc: Process, reason: Any, cancel: bool) -> None:
+        serial = proc.pid.serial
+        del self._procs[serial]
+        self.exited += 1
+        task = proc._task
+        if cancel and task is not None and not task.done():
+            self._unwinding[serial] = proc
+            task.add_done_callback(lambda _t: self._unwinding.pop(serial, None))
+            task.cancel()
+        if proc._names:
+            for name in proc._names:
+                if self._names.get(name) is proc:
+                    del self._names[name]
+            proc._names = None
+        if proc._mailbox:
+            self.dead_letters += len(proc._mailbox)
+        proc._mailbox = None
+        proc._calls = None
+        if proc._monitors:
+            for ref, target in proc._monitors.items():
+                if target._monitored_by:
+                    target._monitored_by.pop(ref, None)
+            proc._monitors = None
+        if proc._monitored_by:
+            for ref, watcher in proc._monitored_by.items():
+                if watcher._monitors:
+                    watcher._monitors.pop(ref, None)
+                if not watcher._dead:
+                    self._deliver(watcher, Down(ref, proc.pid, reason))
+            proc._monitored_by = None
+        if proc._links:
+            link_reason = KILLED if _is(reason, KILL) else reason
+            for other in proc._links:
+                if other._links:
+                    other._links.discard(proc)
+                self._signal(other, proc.pid, link_reason)
+            proc._links = None
+
+    # -- introspection -------------------------------------------------------
+
+    def process_info(self, pid: Pid) -> ProcessInfo | None:
+        """Everything known about a live (or unwinding) process, else None."""
+        if pid.node != self.node:
+            return None
+        proc = self._procs.get(pid.serial) or self._unwinding.get(pid.serial)
+        return None if proc is None else self._info(proc)
+
+    def processes(self) -> Iterator[ProcessInfo]:
+        """Info on every live process, made lazily from a snapshot of the table."""
+        for proc in list(self._procs.values()):
+            yield self._info(proc)
+
+    def stats(self) -> RuntimeStats:
+        return RuntimeStats(
+            node=self.node,
+            processes=len(self._procs),
+            spawned=self.spawned,
+            exited=self.exited,
+            messages=self.messages,
+            dead_letters=self.dead_letters,
+        )
+
+    @staticmethod
+    def _status(proc: Process) -> Status:
+        if proc._dead:
+            return "exiting"
+        return "waiting" if proc._waiter is not None else "running"
+
+    def _info(self, proc: Process) -> ProcessInfo:
+        return ProcessInfo(
+            pid=proc.pid,
+            label=proc.label,
+            names=tuple(proc._names or ()),
+            mailbox_depth=len(proc._mailbox) if proc._mailbox else 0,
+            links=tuple(sorted(p.pid for p in proc._links or ())),
+            monitors=tuple(p.pid for p in (proc._monitors or {}).values()),
+            monitored_by=tuple(p.pid for p in (proc._monitored_by or {}).values()),
+            status=self._status(proc),
+            trap_exits=proc._trap,
+            received=proc._received,
+            sent=proc._sent,
+            spawned_at=proc.spawned_at,
+        )

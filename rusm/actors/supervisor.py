@@ -1,0 +1,190 @@
+"""Supervisors: ordinary processes that start, watch and restart children.
+
+::
+
+    sup = Supervisor(
+        [ChildSpec("db", db_body, name="db"), ChildSpec("web", web_body, args=(8080,))],
+        strategy="rest_for_one", max_restarts=3, max_seconds=5.0,
+    )
+    sup_pid = rt.spawn(sup, label="app_sup")
+
+As in OTP: children are started in order and linked; the supervisor traps
+exits. Strategies: ``one_for_one`` restarts the child that exited,
+``one_for_all`` stops the others (in reverse start order) and restarts all,
+``rest_for_one`` stops and restarts the children started after it. Restart
+types: ``permanent`` always, ``transient`` only after an abnormal exit
+(anything but ``normal``/``shutdown``), ``temporary`` never. More than
+``max_restarts`` restarts within ``max_seconds`` and the supervisor stops its
+children and exits with reason ``shutdown``. A restarted child gets a new pid
+and its ``name`` registered again. The supervisor answers ``Call`` requests
+``"which_children"`` with ``[(id, pid or None), ...]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import ProcessExit, Timeout
+from .messages import SHUTDOWN, Call, Exit, is_normal
+from .pid import Pid
+from .process import Process
+from .runtime import Body
+
+__all__ = ["ChildSpec", "Restart", "Strategy", "Supervisor"]
+
+log = logging.getLogger("rusm.actors.supervisor")
+
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+Restart = Literal["permanent", "transient", "temporary"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """How to start one child, and when to restart it."""
+
+    id: str
+    body: Body
+    args: tuple[Any, ...] = ()
+    restart: Restart = "permanent"
+    name: str | None = None
+    """Registered name, registered again on every restart."""
+    label: str | None = None
+    """Observer label (default: ``id``)."""
+    shutdown: float = 5.0
+    """Seconds a child gets to exit after a ``shutdown`` signal before it is killed."""
+
+
+class Supervisor:
+    """A supervisor spec; spawn it like a body: ``rt.spawn(Supervisor([...]))``.
+
+    The spec holds no run state, so one spec may be spawned many times.
+    """
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec],
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+    ) -> None:
+        if strategy not in ("one_for_one", "one_for_all", "rest_for_one"):
+            raise ValueError(f"unknown supervisor strategy {strategy!r}")
+        ids = [c.id for c in children]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"child ids must be unique: {ids}")
+        self.children = tuple(children)
+        self.strategy = strategy
+        self.max_restarts = max_restarts
+        self.max_seconds = max_seconds
+
+    async def __call__(self, proc: Process) -> None:
+        await _Run(self, proc).loop()
+
+
+class _Run:
+    """The state of one running supervisor."""
+
+    def __init__(self, spec: Supervisor, proc: Process) -> None:
+        self.spec = spec
+        self.proc = proc
+        self.pids: list[Pid | None] = [None] * len(spec.children)
+        self.restarts: deque[float] = deque()
+        info = proc.runtime.process_info(proc.pid)
+        self.parents = set(info.links) if info else set()
+
+    async def loop(self) -> None:
+        proc = self.proc
+        proc.trap_exits = True
+        for i in range(len(self.pids)):
+            self.start(i)
+        while True:
+            msg = await proc.receive()
+            if isinstance(msg, Exit):
+                await self.on_exit(msg.pid, msg.reason)
+            elif isinstance(msg, Call):
+                if msg.request == "which_children":
+                    ids = [c.id for c in self.spec.children]
+                    msg.reply(list(zip(ids, self.pids, strict=True)))
+                else:
+                    msg.reply(("error", f"unknown supervisor request {msg.request!r}"))
+            else:
+                log.warning("supervisor %s: unexpected message %r", proc.pid, msg)
+
+    def start(self, i: int) -> None:
+        child = self.spec.children[i]
+        pid = self.proc.spawn_link(child.body, *child.args, label=child.label or child.id)
+        if child.name is not None:
+            self.proc.runtime.register(child.name, pid)
+        self.pids[i] = pid
+
+    async def terminate(self, i: int) -> None:
+        pid = self.pids[i]
+        if pid is None:
+            return
+        self.pids[i] = None
+
+        def exit_of(m: Any) -> bool:
+            return isinstance(m, Exit) and m.pid == pid
+
+        self.proc.exit(pid, SHUTDOWN)
+        try:
+            await self.proc.receive(self.spec.children[i].shutdown, exit_of)
+        except Timeout:
+            log.warning("supervisor %s: child %s ignored shutdown; killing", self.proc.pid, pid)
+            self.proc.kill(pid)
+            await self.proc.receive(None, exit_of)
+
+    async def shutdown(self, reason: Any) -> None:
+        for i in reversed(range(len(self.pids))):
+            await self.terminate(i)
+        raise ProcessExit(reason)
+
+    async def on_exit(self, pid: Pid, reason: Any) -> None:
+        if pid not in self.pids:
+            if pid in self.parents and not is_normal(reason):
+                await self.shutdown(reason)
+            elif pid not in self.parents:
+                log.warning("supervisor %s: exit from unknown %s (%r)", self.proc.pid, pid, reason)
+            return
+        i = self.pids.index(pid)
+        child = self.spec.children[i]
+        self.pids[i] = None
+        if child.restart == "temporary" or (child.restart == "transient" and is_normal(reason)):
+            return
+        if self.intensity_exceeded():
+            log.error(
+                "supervisor %s: more than %d restarts in %.1f s; shutting down",
+                self.proc.pid, self.spec.max_restarts, self.spec.max_seconds,
+            )
+            await self.shutdown(SHUTDOWN)
+        strategy = self.spec.strategy
+        group: Sequence[int]
+        if strategy == "one_for_one":
+            group = [i]
+        else:
+            first = 0 if strategy == "one_for_all" else i
+            group = range(first, len(self.pids))
+        # Children that had stopped for good (temporary, transient after a
+        # clean exit) stay stopped; temporary ones are never restarted.
+        restart = [
+            j for j in group
+            if (j == i or self.pids[j] is not None)
+            and (j == i or self.spec.children[j].restart != "temporary")
+        ]
+        for j in reversed(group):
+            await self.terminate(j)
+        for j in restart:
+            self.start(j)
+
+    def intensity_exceeded(self) -> bool:
+        loop = self.proc.runtime._loop
+        assert loop is not None
+        now = loop.time()
+        self.restarts.append(now)
+        while self.restarts and self.restarts[0] < now - self.spec.max_seconds:
+            self.restarts.popleft()
+        return len(self.restarts) > self.spec.max_restarts
