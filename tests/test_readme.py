@@ -1,0 +1,29 @@
+"""The README stays true: its opening commands and its embedding example."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_the_readme_opens_with_the_demo_and_test_commands() -> None:
+    first_block = README.split("```")[1].strip().splitlines()[1:]  # drop the "sh" tag
+    assert len(first_block) == 2
+    assert first_block[0].endswith("rusm demo --actors")
+    assert "'.[test]'" in first_block[1] and first_block[1].endswith("pytest")
+
+
+def test_the_embedding_example_runs_as_written() -> None:
+    code = re.search(r"```python\n(.*?)```", README, re.S)
+    assert code is not None
+    out = subprocess.run(
+        [sys.executable, "-c", code.group(1)], capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "hello, world"
+    assert re.fullmatch(r"<london\.\d+> -> <london\.\d+> True", lines[1])
+    assert lines[2] == "(True, 'bye')"
+    assert "dead_letters=1" in lines[3]
