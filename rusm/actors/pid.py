@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = ["Pid", "Ref"]
 
+_set = object.__setattr__
 _PID_RE = re.compile(r"<(?P<node>[^<>\s]+)\.(?P<serial>\d+)>")
 
 
@@ -23,8 +24,8 @@ class Pid:
     serial: int
 
     def __init__(self, node: str, serial: int) -> None:
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "serial", serial)
+        _set(self, "node", node)
+        _set(self, "serial", serial)
 
     @classmethod
     def parse(cls, text: str) -> Pid:

@@ -3,7 +3,7 @@
 One :class:`Runtime` owns every process task. Each process is one asyncio
 Task running its body; the process context keeps its state in ``__slots__``
 and its mailbox is created on first delivery, so an idle process costs about
-1.5 KB. Delivery is synchronous and never blocks: ``send`` appends to the
+2 KB. Delivery is synchronous and never blocks: ``send`` appends to the
 target's mailbox and wakes it if it waits in ``receive``.
 
 Exits follow the BEAM. When a process dies, at once (before ``send`` or
@@ -17,10 +17,12 @@ stop a coroutine without unwinding it) but it can no longer send or receive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -49,11 +51,26 @@ class RuntimeConfig:
     before it reports the stuck ones and raises."""
 
 
-def _is_async_callable(body: object) -> bool:
+def _check_async_callable(body: object) -> bool:
     if inspect.iscoroutinefunction(body):
         return True
     call = getattr(type(body), "__call__", None)  # noqa: B004 - we want the type's method
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+_async_bodies: weakref.WeakKeyDictionary[object, bool] = weakref.WeakKeyDictionary()
+
+
+def _is_async_callable(body: object) -> bool:
+    """``_check_async_callable``, remembered per body (inspect is slow on the spawn path)."""
+    try:
+        return _async_bodies[body]
+    except (KeyError, TypeError):  # TypeError: not weak-referenceable or unhashable
+        pass
+    ok = _check_async_callable(body)
+    with contextlib.suppress(TypeError):
+        _async_bodies[body] = ok
+    return ok
 
 
 def _is(reason: Any, constant: str) -> bool:

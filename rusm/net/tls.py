@@ -1,0 +1,484 @@
+"""Node identities for the cluster's mutual TLS, and verification of peers.
+
+Two schemes:
+
+* A **shared identity** (:meth:`Identity.generate`): one self-signed
+  certificate and key copied to every node of a small trusted cluster. The
+  certificate is its own trust anchor, so any holder of the key is "the
+  cluster" and node names are not checked.
+* A **cluster CA** (:class:`ClusterCa`): the CA issues each node its own
+  certificate naming the node (subject CN and SAN DNSName), and a peer must
+  present a certificate for the node it claims to be.
+
+aioquic checks neither the client's chain nor its name (see
+``docs/HARDENING``): the QUIC layer calls :func:`verify_peer` on both sides of
+a link after the handshake, before anything else is handled.
+
+Errors::
+
+    RusmError
+    └── TlsError                                  identities and peer checks
+        ├── PeerRejected                          the peer failed verify_peer
+        ├── InvalidNodeName (also ValueError)     not a usable node name
+        ├── IdentityNotFound (also FileNotFoundError)  a PEM file is missing
+        ├── IdentityExists (also FileExistsError) saving would overwrite a key
+        ├── KeyPermissionError (also PermissionError)  key readable by others
+        └── InvalidIdentity (also ValueError)     files that do not fit together
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from ..actors.errors import RusmError
+
+__all__ = [
+    "CA_CERT_FILE",
+    "CA_KEY_FILE",
+    "CERT_FILE",
+    "KEY_FILE",
+    "SHARED_SAN",
+    "TRUST_FILE",
+    "ClusterCa",
+    "Identity",
+    "IdentityExists",
+    "IdentityNotFound",
+    "InvalidIdentity",
+    "InvalidNodeName",
+    "KeyPermissionError",
+    "PeerRejected",
+    "TlsError",
+    "validate_node_name",
+    "verify_peer",
+]
+
+CERT_FILE = "cert.pem"
+"""An identity's certificate chain, leaf first."""
+KEY_FILE = "key.pem"
+"""An identity's private key (PKCS#8, unencrypted, mode 0600)."""
+TRUST_FILE = "trust.pem"
+"""An identity's trust anchors: the ``cadata`` of the QUIC configuration."""
+CA_CERT_FILE = "ca.pem"
+"""A cluster CA's certificate (every node's trust anchor)."""
+CA_KEY_FILE = "ca-key.pem"
+"""A cluster CA's private key (mode 0600; keep it off the nodes)."""
+SHARED_SAN = "rusm-cluster"
+"""The SAN DNSName of a shared identity (the verifier requires a SAN)."""
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+# Backdating absorbs small clock differences between the issuer and the nodes.
+_BACKDATE = dt.timedelta(minutes=5)
+_NODE_DAYS = 365
+_ROOT_DAYS = 3650
+
+
+class TlsError(RusmError):
+    """Raised when an identity cannot be made, saved or loaded, or a peer fails verification."""
+
+
+class PeerRejected(TlsError):
+    """Raised when a peer's certificate does not prove it belongs to this cluster."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"peer rejected: {reason}")
+        self.reason = reason
+
+
+class InvalidNodeName(TlsError, ValueError):
+    """Raised when a node name is empty, too long or has characters outside [A-Za-z0-9_-]."""
+
+
+class IdentityNotFound(TlsError, FileNotFoundError):
+    """Raised when loading an identity or CA and one of its PEM files is missing."""
+
+
+class IdentityExists(TlsError, FileExistsError):
+    """Raised when saving would overwrite an existing file and overwrite was not asked for."""
+
+
+class KeyPermissionError(TlsError, PermissionError):
+    """Raised when loading a private key file that its group or other users can read."""
+
+
+class InvalidIdentity(TlsError, ValueError):
+    """Raised when identity files exist but are unreadable or do not belong together."""
+
+
+def validate_node_name(name: str) -> str:
+    """Return ``name`` if it can name a node in a certificate, else raise :class:`InvalidNodeName`.
+
+    1 to 63 ASCII letters, digits, ``-`` or ``_``. ``_`` is not valid in a
+    DNS hostname but X.509 DNSName, cryptography's verifier and aioquic's
+    hostname check (service_identity) all accept it, so it is kept as is.
+    Names are compared exactly: ``London`` and ``london`` are different nodes.
+    """
+    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+        raise InvalidNodeName(
+            f"invalid node name {name!r}: use 1 to 63 ASCII letters, digits, '-' or '_'"
+        )
+    return name
+
+
+@dataclass(frozen=True, eq=False)
+class Identity:
+    """What a node presents and trusts on the cluster's TLS links.
+
+    ``chain`` is leaf first; ``trust`` are the trust anchors; ``name`` is the
+    node the leaf names, or None for a shared identity, whose leaf is its own
+    (only) trust anchor. Keys are ECDSA P-256, which aioquic 1.7 signs with
+    on both sides of TLS 1.3.
+    """
+
+    chain: tuple[x509.Certificate, ...]
+    key: ec.EllipticCurvePrivateKey
+    trust: tuple[x509.Certificate, ...]
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.chain or not self.trust:
+            raise InvalidIdentity("an identity needs a certificate and a trust anchor")
+        if self.key.public_key() != self.chain[0].public_key():
+            raise InvalidIdentity("the private key does not belong to the certificate")
+        if self.name is not None:
+            validate_node_name(self.name)
+
+    @classmethod
+    def generate(cls, *, days: int = _ROOT_DAYS) -> Identity:
+        """A shared identity: one self-signed certificate, valid ``days``, that trusts itself."""
+        key = _new_key()
+        start = _utcnow() - _BACKDATE
+        subject = _dn("rusm cluster (shared identity)")
+        cert = _leaf_builder(subject, subject, key, SHARED_SAN, start, start + _days(days))
+        cert = cert.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        )
+        leaf = cert.sign(key, hashes.SHA256())
+        return cls(chain=(leaf,), key=key, trust=(leaf,), name=None)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The leaf certificate."""
+        return self.chain[0]
+
+    @property
+    def chain_pem(self) -> bytes:
+        """The chain as PEM, leaf first (aioquic ``load_cert_chain`` certfile)."""
+        return _certs_pem(self.chain)
+
+    @property
+    def key_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM."""
+        return _key_pem(self.key)
+
+    @property
+    def cadata(self) -> bytes:
+        """The trust anchors as PEM (aioquic ``QuicConfiguration.cadata``)."""
+        return _certs_pem(self.trust)
+
+    def save(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+        """Write cert.pem, key.pem (mode 0600) and trust.pem into ``directory``; return the paths.
+
+        Raises :class:`IdentityExists` if one of them exists and not ``overwrite``.
+        """
+        return _save(
+            Path(directory),
+            {CERT_FILE: self.chain_pem, KEY_FILE: self.key_pem, TRUST_FILE: self.cadata},
+            overwrite,
+        )
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Identity:
+        """Read an identity written by :meth:`save`.
+
+        The name is the leaf's SAN unless the leaf is itself a trust anchor
+        (a shared identity, name None).
+        """
+        directory = Path(directory)
+        chain = tuple(_read_certs(directory / CERT_FILE))
+        key = _read_key(directory / KEY_FILE)
+        trust = tuple(_read_certs(directory / TRUST_FILE))
+        name = None if chain[0] in trust else _node_name_of(chain[0], directory / CERT_FILE)
+        return cls(chain=chain, key=key, trust=trust, name=name)
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterCa:
+    """A cluster's certificate authority: it issues one certificate per node."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    def __post_init__(self) -> None:
+        if self.key.public_key() != self.certificate.public_key():
+            raise InvalidIdentity("the CA private key does not belong to the CA certificate")
+
+    @classmethod
+    def generate(cls, *, common_name: str = "rusm cluster CA", days: int = _ROOT_DAYS) -> ClusterCa:
+        """A new self-signed CA valid ``days``; it can sign node certificates only."""
+        key = _new_key()
+        start = _utcnow() - _BACKDATE
+        subject = _dn(common_name)
+        cert = (
+            _base_builder(subject, subject, key, start, start + _days(days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
+                critical=False,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return cls(certificate=cert, key=key)
+
+    def issue(
+        self,
+        name: str,
+        *,
+        days: int | None = None,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+    ) -> Identity:
+        """A node identity for ``name`` (subject CN and SAN DNSName), trusting this CA.
+
+        Valid from ``not_before`` (default: now, less a few minutes for clock
+        skew) to ``not_after``, or for ``days`` (default 365); not both.
+        Naive datetimes are taken as UTC.
+        """
+        validate_node_name(name)
+        if days is not None and not_after is not None:
+            raise ValueError("give days or not_after, not both")
+        start = _as_utc(not_before) if not_before is not None else _utcnow() - _BACKDATE
+        end = (
+            _as_utc(not_after) if not_after is not None
+            else start + _days(_NODE_DAYS if days is None else days)
+        )
+        if end <= start:
+            raise ValueError(f"not_after ({end}) must be later than not_before ({start})")
+        leaf = (
+            _leaf_builder(_dn(name), self.certificate.subject, self.key, name, start, end)
+            .public_key(key := _new_key())
+            .add_extension(_aki(self.certificate), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return Identity(chain=(leaf,), key=key, trust=(self.certificate,), name=name)
+
+    def save(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+        """Write ca.pem and ca-key.pem (mode 0600) into ``directory``; return the paths.
+
+        Raises :class:`IdentityExists` if one of them exists and not ``overwrite``.
+        """
+        return _save(
+            Path(directory),
+            {CA_CERT_FILE: _certs_pem([self.certificate]), CA_KEY_FILE: _key_pem(self.key)},
+            overwrite,
+        )
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ClusterCa:
+        """Read a CA written by :meth:`save`."""
+        directory = Path(directory)
+        certs = _read_certs(directory / CA_CERT_FILE)
+        return cls(certificate=certs[0], key=_read_key(directory / CA_KEY_FILE))
+
+
+def verify_peer(
+    identity: Identity,
+    chain: list[x509.Certificate],
+    claimed_name: str | None,
+    now: dt.datetime | None = None,
+) -> None:
+    """Check that a peer's certificate ``chain`` (leaf first) admits it to the cluster.
+
+    The leaf must be issued directly by one of ``identity``'s trust anchors
+    (or, for a shared identity, be that anchor) and valid at ``now``. Under a
+    cluster CA (``identity.name`` set) its SAN must also name
+    ``claimed_name``, the node the peer says it is. Raises
+    :class:`PeerRejected` with the reason, in words an operator can act on.
+    """
+    if not chain:
+        raise PeerRejected("the peer presented no certificate (every node must present one)")
+    at = _utcnow() if now is None else _as_utc(now)
+    leaf, extra = chain[0], list(chain[1:])
+    try:
+        verified = _verifier(identity, at).verify(leaf, extra)
+    except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
+        raise PeerRejected(_explain(identity, leaf, at, exc)) from exc
+    if identity.name is None:
+        return
+    if claimed_name is None:
+        raise PeerRejected(
+            f"the peer with certificate for {_names_text(verified.subjects)} did not say "
+            "which node it is (under a cluster CA every peer must claim its node name)"
+        )
+    names = _dns_names(verified.subjects)
+    if claimed_name not in names:
+        raise PeerRejected(
+            f"the peer claims to be node {claimed_name!r} but its certificate is for "
+            f"{_names_text(verified.subjects)}; it must use the certificate issued for "
+            f"{claimed_name!r} (rusm cert issue {claimed_name} --ca CA_DIR --out DIR)"
+        )
+
+
+def _verifier(identity: Identity, at: dt.datetime) -> object:
+    # max_chain_depth(0): node certificates are issued by the anchor itself,
+    # so anything the peer sends after its leaf is ignored.
+    return (
+        PolicyBuilder()
+        .store(Store(list(identity.trust)))
+        .time(at)
+        .max_chain_depth(0)
+        .build_client_verifier()
+    )
+
+
+def _explain(identity: Identity, leaf: x509.Certificate, at: dt.datetime, exc: Exception) -> str:
+    """Why ``leaf`` failed the verifier, most fundamental fault first."""
+    who = f"certificate {leaf.subject.rfc4514_string()!r}"
+    anchors = ", ".join(repr(a.subject.rfc4514_string()) for a in identity.trust)
+    if not any(_issued_by(leaf, anchor) for anchor in identity.trust):
+        return (
+            f"the peer's {who} (issued by {leaf.issuer.rfc4514_string()!r}) is not signed by "
+            f"this cluster's trust anchor ({anchors}): it belongs to another cluster or is "
+            "self-made; give the peer a certificate from this cluster's CA or identity"
+        )
+    if at > leaf.not_valid_after_utc:
+        return (
+            f"the peer's {who} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; "
+            "issue it a new one"
+        )
+    if at < leaf.not_valid_before_utc:
+        return (
+            f"the peer's {who} is not valid until {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} "
+            "UTC; check the clocks of both nodes"
+        )
+    for anchor in identity.trust:
+        if not anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc:
+            return (
+                f"this node's trust anchor {anchor.subject.rfc4514_string()!r} is valid only "
+                f"from {anchor.not_valid_before_utc:%Y-%m-%d} to "
+                f"{anchor.not_valid_after_utc:%Y-%m-%d}; renew the cluster's certificates"
+            )
+    return f"the peer's {who} is not acceptable to this cluster: {exc}"
+
+
+def _issued_by(cert: x509.Certificate, anchor: x509.Certificate) -> bool:
+    if cert == anchor:
+        return True
+    try:
+        cert.verify_directly_issued_by(anchor)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _dns_names(subjects: list[x509.GeneralName] | None) -> list[str]:
+    return [s.value for s in subjects or [] if isinstance(s, x509.DNSName)]
+
+
+def _names_text(subjects: list[x509.GeneralName] | None) -> str:
+    names = _dns_names(subjects)
+    return " and ".join(repr(n) for n in names) if names else "no node name"
+
+
+def _node_name_of(leaf: x509.Certificate, path: Path) -> str:
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise InvalidIdentity(f"{path}: the certificate names no node (no SAN)") from None
+    names = san.get_values_for_type(x509.DNSName)
+    if len(names) != 1:
+        raise InvalidIdentity(f"{path}: expected one node name in the SAN, found {names}")
+    try:
+        return validate_node_name(names[0])
+    except InvalidNodeName as exc:
+        raise InvalidIdentity(f"{path}: {exc}") from exc
+
+
+# -- building certificates --
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _as_utc(when: dt.datetime) -> dt.datetime:
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def _days(days: int) -> dt.timedelta:
+    if days < 1:
+        raise ValueError(f"days must be at least 1, not {days}")
+    return dt.timedelta(days=days)
+
+
+def _dn(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
+        crl_sign=cert_sign, encipher_only=False, decipher_only=False,
+    )
+
+
+def _base_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+
+
+def _leaf_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    san: str,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> x509.CertificateBuilder:
+    """A leaf that may serve both ends of a link: every node is client and server."""
+    return (
+        _base_builder(subject, issuer, key, start, end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+    )
