@@ -133,7 +133,7 @@ async def test_a_message_to_a_dead_pid_or_unknown_name_is_a_dead_letter(rt: Runt
 
 
 async def test_a_destination_that_is_neither_pid_nor_name_is_a_type_error(rt: Runtime) -> None:
-    with pytest.raises(TypeError, match="Pid or a registered name"):
+    with pytest.raises(TypeError, match="a Pid, a registered name or"):
         rt.send(42, "x")  # type: ignore[arg-type]
 
 

@@ -62,7 +62,7 @@ class Down:
     """A monitor fired: ``pid`` (or the name monitored) exited with ``reason``."""
 
     ref: Ref
-    pid: Pid | str
+    pid: Pid | str | tuple[str, str]
     reason: Any
 
 
@@ -73,17 +73,20 @@ class Call:
     is dropped (and counted as a dead letter), never left in its mailbox.
     """
 
-    __slots__ = ("_runtime", "caller", "ref", "request")
+    __slots__ = ("_replier", "_runtime", "caller", "ref", "request")
 
-    def __init__(self, caller: Pid, ref: Ref, request: Any, runtime: Runtime) -> None:
+    def __init__(
+        self, caller: Pid, ref: Ref, request: Any, runtime: Runtime, replier: Pid | None = None
+    ) -> None:
         self.caller = caller
         self.ref = ref
         self.request = request
         self._runtime = runtime
+        self._replier = replier  # the callee, for a call that came from another node
 
     def reply(self, value: Any) -> None:
         """Send ``value`` back to the caller. Never raises; never blocks."""
-        self._runtime._reply(self.caller, self.ref, value)
+        self._runtime._reply(self.caller, self.ref, value, self._replier)
 
     __match_args__ = ("caller", "ref", "request")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CallFailed, NoProc, Timeout
 from .messages import KILL, NOPROC, Call, Down, Reply
 from .pid import Pid, Ref
+from .remote import RemoteDest
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -65,9 +66,11 @@ class Process:
         self._task: asyncio.Task[None] | None = None
         self._mailbox: deque[Any] | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._links: set[Process] | None = None
-        self._monitors: dict[Ref, Process] | None = None
-        self._monitored_by: dict[Ref, Process] | None = None
+        # Local peers are Process objects; peers on other nodes are Pids
+        # (or a (name, node) tuple for a monitor by remote name).
+        self._links: set[Process | Pid] | None = None
+        self._monitors: dict[Ref, Process | RemoteDest] | None = None
+        self._monitored_by: dict[Ref, Process | Pid] | None = None
         self._names: list[str] | None = None
         self._calls: set[Ref] | None = None
         self._trap = False
@@ -149,16 +152,18 @@ class Process:
 
     # -- sending and calling -----------------------------------------------
 
-    def send(self, dest: Pid | str, msg: Any) -> None:
-        """Send ``msg`` to a pid or registered name. Never blocks; a message to
-        nobody is dropped and counted as a dead letter."""
+    def send(self, dest: Pid | str | tuple[str, str], msg: Any) -> None:
+        """Send ``msg`` to a pid, a registered name, or ``(name, node)``. Never
+        blocks; a message to nobody is dropped and counted as a dead letter."""
         if self._dead:
             self._rt.dead_letters += 1
             return
         self._sent += 1
-        self._rt.send(dest, msg)
+        self._rt._send(self.pid, dest, msg)
 
-    async def call(self, dest: Pid | str, request: Any, timeout: float = 5.0) -> Any:
+    async def call(
+        self, dest: Pid | str | tuple[str, str], request: Any, timeout: float = 5.0
+    ) -> Any:
         """Send ``Call(request)`` to ``dest`` and wait for its reply.
 
         Raises :class:`NoProc` if ``dest`` does not exist, :class:`CallFailed`
@@ -196,7 +201,7 @@ class Process:
     def unlink(self, pid: Pid) -> None:
         self._rt._unlink(self, pid)
 
-    def monitor(self, target: Pid | str) -> Ref:
+    def monitor(self, target: Pid | str | tuple[str, str]) -> Ref:
         """Monitor a pid or name: one ``Down(ref, target, reason)`` arrives when
         it exits, at once with ``noproc`` if it is not alive."""
         return self._rt._monitor(self, target)

@@ -31,9 +31,10 @@ from typing import Any
 
 from .errors import NameTaken, NoProc, NotRegistered, ProcessExit, RuntimeClosed, RusmError
 from .info import ProcessInfo, RuntimeStats, Status
-from .messages import KILL, KILLED, NOPROC, NORMAL, SHUTDOWN, Down, Exit, Reply
+from .messages import KILL, KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Call, Down, Exit, Reply
 from .pid import Pid, Ref
 from .process import Process
+from .remote import RemoteDest, RemoteRouter
 
 __all__ = ["Body", "Runtime", "RuntimeConfig"]
 
@@ -88,6 +89,9 @@ class Runtime:
     def __init__(self, node: str = "local", config: RuntimeConfig | None = None) -> None:
         self.node = node
         self.config = config or RuntimeConfig()
+        self._self_pid = Pid(node, 0)
+        self._router: RemoteRouter | None = None
+        self._by_node: dict[str, set[Process]] = {}
         self.spawned = 0
         self.exited = 0
         self.messages = 0
@@ -121,6 +125,19 @@ class Runtime:
         elif self._loop is not loop:
             raise RuntimeError("a Runtime is bound to the event loop it first ran on")
         return loop
+
+    def set_router(self, router: RemoteRouter | None, node: str | None = None) -> None:
+        """Install the cluster layer that reaches other nodes (``rusm.net`` does).
+
+        ``node`` renames this runtime's node, which is only possible before
+        the first spawn (pids carry the node name).
+        """
+        if node is not None and node != self.node:
+            if self.spawned:
+                raise RuntimeError("a runtime's node name can only change before its first spawn")
+            self.node = node
+            self._self_pid = Pid(node, 0)
+        self._router = router
 
     @property
     def closed(self) -> bool:
@@ -200,16 +217,33 @@ class Runtime:
 
     # -- delivery ------------------------------------------------------------
 
-    def send(self, dest: Pid | str, msg: Any) -> None:
-        """Deliver ``msg`` to a pid or registered name. Never blocks, never
-        raises for a dead pid or unknown name: that message is a dead letter."""
-        if dest.__class__ is Pid:
-            proc = self._procs.get(dest.serial) if dest.node == self.node else None
-        elif dest.__class__ is str:
-            proc = self._names.get(dest)
+    def send(self, dest: Pid | str | tuple[str, str], msg: Any) -> None:
+        """Deliver ``msg`` to a pid, a registered name, or ``(name, node)``.
+
+        Never blocks, never raises for a dead pid or unknown name: that
+        message is a dead letter. Sent from ``<node.0>``, the runtime itself.
+        """
+        self._send(self._self_pid, dest, msg)
+
+    def _send(self, src: Pid, dest: Pid | str | tuple[str, str], msg: Any) -> None:
+        cls = dest.__class__
+        if cls is Pid:
+            if dest.node != self.node:  # type: ignore[union-attr]
+                self._send_remote(src, dest, msg)  # type: ignore[arg-type]
+                return
+            proc = self._procs.get(dest.serial)  # type: ignore[union-attr]
+        elif cls is str:
+            proc = self._names.get(dest)  # type: ignore[arg-type]
+        elif isinstance(dest, tuple) and len(dest) == 2 and all(isinstance(x, str) for x in dest):
+            name, node = dest
+            if node != self.node:
+                self._send_remote(src, (name, node), msg)
+                return
+            proc = self._names.get(name)
         else:
             raise TypeError(
-                f"send: destination must be a Pid or a registered name, not {type(dest).__name__}"
+                "send: destination must be a Pid, a registered name or (name, node), "
+                f"not {type(dest).__name__}"
             )
         if proc is None:
             self.dead_letters += 1
@@ -227,11 +261,27 @@ class Runtime:
             if not w.done():
                 w.set_result(None)
 
-    def _deliver(self, proc: Process, msg: Any) -> None:
-        self.send(proc.pid, msg)
+    def _send_remote(self, src: Pid, dest: RemoteDest, msg: Any) -> None:
+        router = self._router
+        if router is None:
+            self.dead_letters += 1
+            log.debug("dead letter to %s: not in a cluster", dest)
+        elif msg.__class__ is Call:
+            router.call(src, dest, msg.ref, msg.request)
+        else:
+            router.send(src, dest, msg)
 
-    def _reply(self, caller: Pid, ref: Ref, value: Any) -> None:
-        proc = self._procs.get(caller.serial) if caller.node == self.node else None
+    def _deliver(self, proc: Process, msg: Any) -> None:
+        self._send(self._self_pid, proc.pid, msg)
+
+    def _reply(self, caller: Pid, ref: Ref, value: Any, replier: Pid | None = None) -> None:
+        if caller.node != self.node:
+            if self._router is None:
+                self.dead_letters += 1
+            else:
+                self._router.reply(replier or self._self_pid, caller, ref, value)
+            return
+        proc = self._procs.get(caller.serial)
         if proc is None or proc._calls is None or ref not in proc._calls:
             self.dead_letters += 1
             log.debug("late or unexpected reply to %s dropped", caller)
@@ -312,6 +362,17 @@ class Runtime:
         b._links.add(a)
 
     def _link(self, proc: Process, pid: Pid) -> None:
+        if pid.__class__ is Pid and pid.node != self.node:
+            if self._router is None:
+                self._signal(proc, pid, NOCONNECTION)
+                return
+            if proc._links is None:
+                proc._links = set()
+            if pid not in proc._links:
+                proc._links.add(pid)
+                self._index(pid.node, proc)
+                self._router.link(proc.pid, pid)
+            return
         other = self._local(pid)
         if other is proc:
             return
@@ -321,18 +382,44 @@ class Runtime:
             self._add_link(proc, other)
 
     def _unlink(self, proc: Process, pid: Pid) -> None:
+        if pid.__class__ is Pid and pid.node != self.node:
+            if proc._links and pid in proc._links:
+                proc._links.discard(pid)
+                if self._router is not None:
+                    self._router.unlink(proc.pid, pid)
+            return
         other = self._local(pid)
         if other is not None and proc._links and other in proc._links:
             proc._links.discard(other)
             if other._links:
                 other._links.discard(proc)
 
+    def _index(self, node: str, proc: Process) -> None:
+        """Remember that ``proc`` has links or monitors with ``node`` (for node_down)."""
+        procs = self._by_node.get(node)
+        if procs is None:
+            procs = self._by_node[node] = set()
+        procs.add(proc)
+
     def make_ref(self) -> Ref:
         return Ref(self.node, next(self._refs))
 
-    def _monitor(self, watcher: Process, target: Pid | str) -> Ref:
+    def _monitor(self, watcher: Process, target: Pid | str | tuple[str, str]) -> Ref:
         ref = self.make_ref()
-        proc = self._resolve(target)
+        remote = _remote_node(target, self.node)
+        if remote is not None:
+            if self._router is None:
+                self._deliver(watcher, Down(ref, target, NOCONNECTION))
+                return ref
+            if watcher._monitors is None:
+                watcher._monitors = {}
+            watcher._monitors[ref] = target  # type: ignore[assignment]
+            self._index(remote, watcher)
+            self._router.monitor(watcher.pid, target, ref)  # type: ignore[arg-type]
+            return ref
+        if target.__class__ is tuple:
+            target = target[0]  # (name, this node)
+        proc = self._resolve(target)  # type: ignore[arg-type]
         if proc is None:
             self._deliver(watcher, Down(ref, target, NOPROC))
             return ref
@@ -348,7 +435,10 @@ class Runtime:
         if watcher._monitors is None:
             return
         proc = watcher._monitors.pop(ref, None)
-        if proc is not None and proc._monitored_by is not None:
+        if proc.__class__ is not Process:
+            if proc is not None and self._router is not None:
+                self._router.demonitor(watcher.pid, proc, ref)  # type: ignore[arg-type]
+        elif proc._monitored_by is not None:
             proc._monitored_by.pop(ref, None)
 
     # -- exits ---------------------------------------------------------------
@@ -362,6 +452,10 @@ class Runtime:
         self.exit(pid, KILL)
 
     def _signal_pid(self, pid: Pid, sender: Pid, reason: Any) -> None:
+        if pid.__class__ is Pid and pid.node != self.node:
+            if self._router is not None:
+                self._router.exit(sender, pid, reason)
+            return
         proc = self._local(pid)
         if proc is None:
             log.debug("exit signal to %s: no such process", pid)
@@ -414,13 +508,21 @@ class Runtime:
             self.dead_letters += len(proc._mailbox)
         proc._mailbox = None
         proc._calls = None
+        router = self._router
         if proc._monitors:
             for ref, target in proc._monitors.items():
-                if target._monitored_by:
+                if target.__class__ is not Process:
+                    if router is not None:
+                        router.demonitor(proc.pid, target, ref)  # type: ignore[arg-type]
+                elif target._monitored_by:
                     target._monitored_by.pop(ref, None)
             proc._monitors = None
         if proc._monitored_by:
             for ref, watcher in proc._monitored_by.items():
+                if watcher.__class__ is not Process:
+                    if router is not None:
+                        router.down(proc.pid, watcher, ref, reason)  # type: ignore[arg-type]
+                    continue
                 if watcher._monitors:
                     watcher._monitors.pop(ref, None)
                 if not watcher._dead:
@@ -429,10 +531,116 @@ class Runtime:
         if proc._links:
             link_reason = KILLED if _is(reason, KILL) else reason
             for other in proc._links:
+                if other.__class__ is not Process:
+                    if router is not None:
+                        router.exit(proc.pid, other, link_reason)  # type: ignore[arg-type]
+                    continue
                 if other._links:
                     other._links.discard(proc)
                 self._signal(other, proc.pid, link_reason)
             proc._links = None
+        if self._by_node:
+            for procs in self._by_node.values():
+                procs.discard(proc)
+
+    # -- from other nodes (called by the cluster layer, in pair order) --------
+
+    def _local_dest(self, dst: Pid | str) -> Process | None:
+        if dst.__class__ is str:
+            return self._names.get(dst)
+        if dst.__class__ is Pid and dst.node == self.node:
+            return self._procs.get(dst.serial)
+        return None
+
+    def remote_send(self, src: Pid, dst: Pid | str, msg: Any) -> None:
+        """A message from ``src`` on another node to a local pid or name."""
+        proc = self._local_dest(dst)
+        if proc is None:
+            self.dead_letters += 1
+            log.debug("dead letter from %s to %s", src, dst)
+            return
+        self._deliver(proc, msg)
+
+    def remote_call(self, src: Pid, dst: Pid | str, ref: Ref, request: Any) -> None:
+        proc = self._local_dest(dst)
+        if proc is None:
+            self.dead_letters += 1  # the caller's monitor reports noproc
+            return
+        self._deliver(proc, Call(src, ref, request, self, proc.pid))
+
+    def remote_reply(self, src: Pid, dst: Pid, ref: Ref, value: Any) -> None:
+        self._reply(dst, ref, value)
+
+    def remote_link(self, src: Pid, dst: Pid) -> None:
+        proc = self._local_dest(dst)
+        if proc is None:
+            if self._router is not None:
+                self._router.exit(dst, src, NOPROC)
+            return
+        if proc._links is None:
+            proc._links = set()
+        proc._links.add(src)
+        self._index(src.node, proc)
+
+    def remote_unlink(self, src: Pid, dst: Pid) -> None:
+        proc = self._local_dest(dst)
+        if proc is not None and proc._links:
+            proc._links.discard(src)
+
+    def remote_exit(self, src: Pid, dst: Pid, reason: Any) -> None:
+        """An exit signal from ``src``: its link fired, or it called ``exit/2``."""
+        proc = self._local_dest(dst)
+        if proc is None:
+            return
+        if proc._links:
+            proc._links.discard(src)
+        if _is(reason, KILL):
+            self._exit_now(proc, KILLED, cancel=True)
+        else:
+            self._signal(proc, src, reason)
+
+    def remote_monitor(self, src: Pid, dst: Pid | str, ref: Ref) -> None:
+        proc = self._local_dest(dst)
+        if proc is None:
+            if self._router is not None:
+                self._router.down(dst, src, ref, NOPROC)
+            return
+        if proc._monitored_by is None:
+            proc._monitored_by = {}
+        proc._monitored_by[ref] = src
+        self._index(src.node, proc)
+
+    def remote_demonitor(self, src: Pid, dst: Pid | str, ref: Ref) -> None:
+        proc = self._local_dest(dst)
+        if proc is not None and proc._monitored_by:
+            proc._monitored_by.pop(ref, None)
+
+    def remote_down(self, src: Pid | str, dst: Pid, ref: Ref, reason: Any) -> None:
+        watcher = self._local_dest(dst)
+        if watcher is None or not watcher._monitors or watcher._monitors.pop(ref, None) is None:
+            return
+        self._deliver(watcher, Down(ref, src, reason))
+
+    def node_down(self, node: str) -> None:
+        """``node`` is unreachable: every link to it fires and every monitor of
+        one of its processes delivers ``Down`` with reason ``noconnection``."""
+        for proc in list(self._by_node.pop(node, ())):
+            if proc._dead:
+                continue
+            if proc._monitored_by:
+                for ref, watcher in list(proc._monitored_by.items()):
+                    if watcher.__class__ is Pid and watcher.node == node:
+                        del proc._monitored_by[ref]
+            if proc._monitors:
+                for ref, target in list(proc._monitors.items()):
+                    if _remote_node(target, self.node) == node:
+                        del proc._monitors[ref]
+                        self._deliver(proc, Down(ref, target, NOCONNECTION))  # type: ignore[arg-type]
+            if proc._links:
+                for other in list(proc._links):
+                    if other.__class__ is Pid and other.node == node:
+                        proc._links.discard(other)
+                        self._signal(proc, other, NOCONNECTION)
 
     # -- introspection -------------------------------------------------------
 
@@ -470,12 +678,26 @@ class Runtime:
             label=proc.label,
             names=tuple(proc._names or ()),
             mailbox_depth=len(proc._mailbox) if proc._mailbox else 0,
-            links=tuple(sorted(p.pid for p in proc._links or ())),
-            monitors=tuple(p.pid for p in (proc._monitors or {}).values()),
-            monitored_by=tuple(p.pid for p in (proc._monitored_by or {}).values()),
+            links=tuple(sorted(_pid_of(p) for p in proc._links or ())),
+            monitors=tuple(_pid_of(p) for p in (proc._monitors or {}).values()),
+            monitored_by=tuple(_pid_of(p) for p in (proc._monitored_by or {}).values()),
             status=self._status(proc),
             trap_exits=proc._trap,
             received=proc._received,
             sent=proc._sent,
             spawned_at=proc.spawned_at,
         )
+
+
+def _remote_node(target: Any, node: str) -> str | None:
+    """The other node that ``target`` (a pid or ``(name, node)``) lives on, if any."""
+    if target.__class__ is Pid:
+        return None if target.node == node else target.node
+    if target.__class__ is tuple and len(target) == 2:
+        return None if target[1] == node else target[1]
+    return None
+
+
+def _pid_of(peer: Any) -> Any:
+    """The pid of a local peer (a Process) or a remote one (already a pid or name)."""
+    return peer.pid if peer.__class__ is Process else peer

@@ -10,8 +10,8 @@ Two schemes:
   certificate naming the node (subject CN and SAN DNSName), and a peer must
   present a certificate for the node it claims to be.
 
-aioquic checks neither the client's chain nor its name (see
-``docs/HARDENING``): the QUIC layer calls :func:`verify_peer` on both sides of
+aioquic checks neither the client's chain nor its name (aioquic issues #541,
+#586): the QUIC layer calls :func:`verify_peer` on both sides of
 a link after the handshake, before anything else is handled.
 
 Errors::
@@ -40,7 +40,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    ClientVerifier,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from ..actors.errors import RusmError
 
@@ -103,13 +108,29 @@ class InvalidNodeName(TlsError, ValueError):
 class IdentityNotFound(TlsError, FileNotFoundError):
     """Raised when loading an identity or CA and one of its PEM files is missing."""
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is missing")
+        self.path = path
+
 
 class IdentityExists(TlsError, FileExistsError):
     """Raised when saving would overwrite an existing file and overwrite was not asked for."""
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} exists already (save with overwrite=True to replace it)")
+        self.path = path
+
 
 class KeyPermissionError(TlsError, PermissionError):
     """Raised when loading a private key file that its group or other users can read."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        super().__init__(
+            f"{path} is readable by its group or other users (mode {mode:o}); "
+            f"private keys must be private, run: chmod 600 {path}"
+        )
+        self.path = path
+        self.mode = mode
 
 
 class InvalidIdentity(TlsError, ValueError):
@@ -136,9 +157,19 @@ class Identity:
     """What a node presents and trusts on the cluster's TLS links.
 
     ``chain`` is leaf first; ``trust`` are the trust anchors; ``name`` is the
-    node the leaf names, or None for a shared identity, whose leaf is its own
-    (only) trust anchor. Keys are ECDSA P-256, which aioquic 1.7 signs with
-    on both sides of TLS 1.3.
+    node the leaf names, or None for a shared identity. Keys are ECDSA P-256,
+    which aioquic 1.7 signs with on both sides of TLS 1.3.
+
+    A shared identity is a single self-signed end-entity certificate that is
+    also its own and only trust anchor: cryptography's client verifier and
+    OpenSSL (aioquic's ``cadata`` check) both accept a leaf that is in the
+    trust store, so no separate root is needed. Every node holds the same
+    key, so any node can act as any other: names are not checked.
+
+    For aioquic: ``certificate``, ``chain[1:]`` and ``key`` are what
+    ``QuicConfiguration.certificate``, ``certificate_chain`` and
+    ``private_key`` take (or ``load_cert_chain`` on cert.pem and key.pem),
+    and ``cadata`` is its ``cadata``.
     """
 
     chain: tuple[x509.Certificate, ...]
@@ -159,10 +190,12 @@ class Identity:
         """A shared identity: one self-signed certificate, valid ``days``, that trusts itself."""
         key = _new_key()
         start = _utcnow() - _BACKDATE
-        subject = _dn("rusm cluster (shared identity)")
-        cert = _leaf_builder(subject, subject, key, SHARED_SAN, start, start + _days(days))
+        # A random suffix tells apart the identities of two clusters in messages.
+        subject = _dn(f"rusm shared identity {secrets.token_hex(4)}")
+        pub = key.public_key()
+        cert = _leaf_builder(subject, subject, pub, SHARED_SAN, start, start + _days(days))
         cert = cert.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pub), critical=False
         )
         leaf = cert.sign(key, hashes.SHA256())
         return cls(chain=(leaf,), key=key, trust=(leaf,), name=None)
@@ -192,11 +225,8 @@ class Identity:
 
         Raises :class:`IdentityExists` if one of them exists and not ``overwrite``.
         """
-        return _save(
-            Path(directory),
-            {CERT_FILE: self.chain_pem, KEY_FILE: self.key_pem, TRUST_FILE: self.cadata},
-            overwrite,
-        )
+        files = {CERT_FILE: self.chain_pem, KEY_FILE: self.key_pem, TRUST_FILE: self.cadata}
+        return _save(Path(directory), files, KEY_FILE, overwrite)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Identity:
@@ -225,13 +255,17 @@ class ClusterCa:
             raise InvalidIdentity("the CA private key does not belong to the CA certificate")
 
     @classmethod
-    def generate(cls, *, common_name: str = "rusm cluster CA", days: int = _ROOT_DAYS) -> ClusterCa:
-        """A new self-signed CA valid ``days``; it can sign node certificates only."""
+    def generate(cls, *, common_name: str | None = None, days: int = _ROOT_DAYS) -> ClusterCa:
+        """A new self-signed CA valid ``days``; it can sign node certificates only.
+
+        The default common name has a random suffix, so that error messages
+        tell apart the CAs of two clusters.
+        """
         key = _new_key()
         start = _utcnow() - _BACKDATE
-        subject = _dn(common_name)
+        subject = _dn(common_name or f"rusm cluster CA {secrets.token_hex(4)}")
         cert = (
-            _base_builder(subject, subject, key, start, start + _days(days))
+            _base_builder(subject, subject, key.public_key(), start, start + _days(days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_key_usage(cert_sign=True), critical=True)
             .add_extension(
@@ -266,9 +300,9 @@ class ClusterCa:
         )
         if end <= start:
             raise ValueError(f"not_after ({end}) must be later than not_before ({start})")
+        key = _new_key()
         leaf = (
-            _leaf_builder(_dn(name), self.certificate.subject, self.key, name, start, end)
-            .public_key(key := _new_key())
+            _leaf_builder(_dn(name), self.certificate.subject, key.public_key(), name, start, end)
             .add_extension(_aki(self.certificate), critical=False)
             .sign(self.key, hashes.SHA256())
         )
@@ -279,11 +313,8 @@ class ClusterCa:
 
         Raises :class:`IdentityExists` if one of them exists and not ``overwrite``.
         """
-        return _save(
-            Path(directory),
-            {CA_CERT_FILE: _certs_pem([self.certificate]), CA_KEY_FILE: _key_pem(self.key)},
-            overwrite,
-        )
+        files = {CA_CERT_FILE: _certs_pem([self.certificate]), CA_KEY_FILE: _key_pem(self.key)}
+        return _save(Path(directory), files, CA_KEY_FILE, overwrite)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ClusterCa:
@@ -304,7 +335,8 @@ def verify_peer(
     The leaf must be issued directly by one of ``identity``'s trust anchors
     (or, for a shared identity, be that anchor) and valid at ``now``. Under a
     cluster CA (``identity.name`` set) its SAN must also name
-    ``claimed_name``, the node the peer says it is. Raises
+    ``claimed_name``, the node the peer says it is. ``now`` defaults to the
+    current time; a naive datetime is taken as UTC. Raises
     :class:`PeerRejected` with the reason, in words an operator can act on.
     """
     if not chain:
@@ -331,7 +363,7 @@ def verify_peer(
         )
 
 
-def _verifier(identity: Identity, at: dt.datetime) -> object:
+def _verifier(identity: Identity, at: dt.datetime) -> ClientVerifier:
     # max_chain_depth(0): node certificates are issued by the anchor itself,
     # so anything the peer sends after its leaf is ignored.
     return (
@@ -354,14 +386,21 @@ def _explain(identity: Identity, leaf: x509.Certificate, at: dt.datetime, exc: E
             "self-made; give the peer a certificate from this cluster's CA or identity"
         )
     if at > leaf.not_valid_after_utc:
-        return (
-            f"the peer's {who} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; "
-            "issue it a new one"
+        renew = (
+            "make a new shared identity for every node (rusm cert identity DIR)"
+            if identity.name is None
+            else "issue it a new one (rusm cert issue NAME --ca CA_DIR --out DIR)"
         )
+        return f"the peer's {who} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; {renew}"
     if at < leaf.not_valid_before_utc:
         return (
             f"the peer's {who} is not valid until {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} "
             "UTC; check the clocks of both nodes"
+        )
+    if _is_ca(leaf):
+        return (
+            f"the peer presented the CA {who} instead of a node certificate; "
+            "give it one issued by the CA (rusm cert issue NAME --ca CA_DIR --out DIR)"
         )
     for anchor in identity.trust:
         if not anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc:
@@ -381,6 +420,13 @@ def _issued_by(cert: x509.Certificate, anchor: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def _dns_names(subjects: list[x509.GeneralName] | None) -> list[str]:
@@ -447,7 +493,7 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
 def _base_builder(
     subject: x509.Name,
     issuer: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePublicKey,
     start: dt.datetime,
     end: dt.datetime,
 ) -> x509.CertificateBuilder:
@@ -455,18 +501,18 @@ def _base_builder(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
-        .public_key(key.public_key())
+        .public_key(key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
     )
 
 
 def _leaf_builder(
     subject: x509.Name,
     issuer: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePublicKey,
     san: str,
     start: dt.datetime,
     end: dt.datetime,
@@ -477,8 +523,94 @@ def _leaf_builder(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
     )
+
+
+# -- PEM files --
+
+
+def _certs_pem(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _save(directory: Path, files: dict[str, bytes], private: str, overwrite: bool) -> list[Path]:
+    """Write ``files`` (name: bytes) into ``directory``, the one named ``private`` mode 0600."""
+    paths = [directory / name for name in files]
+    if not overwrite:
+        for path in paths:
+            if path.exists():
+                raise IdentityExists(path)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path, data in zip(paths, files.values(), strict=True):
+        _write(path, data, 0o600 if path.name == private else 0o644)
+    return paths
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically, the file created with ``mode``.
+
+    A fresh temporary file, then a rename: opening an existing file would keep
+    its old (maybe wider) mode, and a reader never sees half a key.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path, *, private: bool = False) -> bytes:
+    """The bytes of ``path``; if ``private``, refuse it when group or others may read it."""
+    try:
+        with path.open("rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if private and os.name == "posix" and mode & 0o077:
+                raise KeyPermissionError(path, mode & 0o777)
+            return f.read()
+    except FileNotFoundError:
+        raise IdentityNotFound(path) from None
+    except IsADirectoryError:
+        raise InvalidIdentity(f"{path} is a directory, not a PEM file") from None
+    except KeyPermissionError:
+        raise
+    except OSError as exc:
+        raise InvalidIdentity(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _read_certs(path: Path) -> list[x509.Certificate]:
+    data = _read(path)
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise InvalidIdentity(f"{path} holds no PEM certificate: {exc}") from exc
+
+
+def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    data = _read(path, private=True)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidIdentity(f"{path} holds no unencrypted PEM private key: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise InvalidIdentity(f"{path} holds a {type(key).__name__}; expected an EC P-256 key")
+    return key
