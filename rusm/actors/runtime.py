@@ -289,7 +289,9 @@ class Runtime:
         proc._calls.discard(ref)
         self._deliver(proc, Reply(ref, value))
 
-    async def call(self, dest: Pid | str, request: Any, timeout: float = 5.0) -> Any:
+    async def call(
+        self, dest: Pid | str | tuple[str, str], request: Any, timeout: float = 5.0
+    ) -> Any:
         """``call`` from outside any process (a short-lived caller process is spawned)."""
         fut: asyncio.Future[Any] = (self._loop or self._bind_loop()).create_future()
 

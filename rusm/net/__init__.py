@@ -2,3 +2,33 @@
 
 Depends on ``rusm.actors``; knows nothing of ``rusm.tui``.
 """
+
+from .messages import (
+    ClusterError,
+    GlobalNameConflict,
+    LinkRejected,
+    NodeDown,
+    NodeNotConnected,
+    RemoteError,
+    SpawnFailed,
+    UnknownFactory,
+)
+from .node import ClusterConfig, ClusterNode, RemoteNode
+from .tls import ClusterCa, Identity, PeerRejected
+
+__all__ = [
+    "ClusterCa",
+    "ClusterConfig",
+    "ClusterError",
+    "ClusterNode",
+    "GlobalNameConflict",
+    "Identity",
+    "LinkRejected",
+    "NodeDown",
+    "NodeNotConnected",
+    "PeerRejected",
+    "RemoteError",
+    "RemoteNode",
+    "SpawnFailed",
+    "UnknownFactory",
+]

@@ -1,0 +1,494 @@
+"""ClusterNode: a Runtime on a QUIC endpoint, linked to other nodes.
+
+::
+
+    london = await ClusterNode.bind("london", Runtime(), ("127.0.0.1", 0), ca.issue("london"))
+    remote = await tokyo.connect(london.local_addr())
+    tokyo.send("london", "greeter", b"hi")
+
+A node owns its runtime: ``close()`` stops its processes, tells its peers,
+closes every link and its endpoint, and leaves no task behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aioquic.asyncio.server import QuicServer, serve
+from aioquic.quic.connection import QuicConnection
+
+from rusm.actors.messages import NOCONNECTION, Down
+from rusm.actors.pid import Pid, Ref
+from rusm.actors.process import Process
+from rusm.actors.remote import RemoteDest
+from rusm.actors.runtime import Body, Runtime
+
+from .messages import NodeDown, NodeNotConnected, RemoteError, SpawnFailed, UnknownFactory
+from .peer import Peer
+from .quic import DATAGRAM_MAX_SIZE, QuicLink, make_configuration
+from .registry import Entries, GlobalRegistry
+from .tls import Identity, validate_node_name
+from .wire import (
+    CallReply,
+    CallRequest,
+    Demonitor,
+    DownSignal,
+    ErrorCode,
+    ExitSignal,
+    Gossip,
+    Link,
+    Monitor,
+    Request,
+    Unlink,
+    WireLimits,
+    reason_term,
+)
+
+__all__ = ["ClusterConfig", "ClusterNode", "RemoteNode"]
+
+log = logging.getLogger("rusm.net.node")
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Settings and hard limits of a :class:`ClusterNode`."""
+
+    idle_timeout: float = 10.0
+    """Seconds of silence after which a link is dead; a SIGKILLed peer is
+    noticed after this long. Live links ping every ``idle_timeout / 4``."""
+    connect_timeout: float = 5.0
+    """Seconds ``connect`` waits for the handshake and the hello exchange."""
+    rpc_timeout: float = 5.0
+    """Default timeout of control-plane requests (spawn_remote, remote_pids...)."""
+    limits: WireLimits = field(default_factory=WireLimits)
+    """Frame sizes (control and message) and term nesting depth."""
+    max_inbound_bytes: int = 16 * 1024 * 1024
+    """Bytes a link may have received on message streams and not yet decoded."""
+    max_open_streams: int = 128
+    """Message streams a peer may have open at once (aioquic's own cap is 128)."""
+    max_reorder_frames: int = 100_000
+    """Frames a link may hold back waiting for an earlier one of their pair."""
+
+
+class ClusterNode:
+    """A named node: its runtime, its QUIC endpoint and its links to peers."""
+
+    def __init__(
+        self, name: str, runtime: Runtime, identity: Identity, config: ClusterConfig, hidden: bool
+    ) -> None:
+        self.name = name
+        self.runtime = runtime
+        self.identity = identity
+        self.config = config
+        self.hidden = hidden
+        self._peers: dict[str, Peer] = {}
+        self._links: set[QuicLink] = set()
+        self._transports: dict[QuicLink, asyncio.DatagramTransport] = {}
+        self._server: QuicServer | None = None
+        self._spawnables: dict[str, Body] = {}
+        self._node_watchers: dict[str, list[Pid]] = {}
+        self._closing = False
+        self._keeper: Pid | None = None
+        self.registry = GlobalRegistry(name, self._broadcast, runtime.send, self._watch_global)
+        runtime.set_router(_Router(self), node=name)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @classmethod
+    async def bind(
+        cls,
+        name: str,
+        runtime: Runtime,
+        addr: Address,
+        identity: Identity,
+        config: ClusterConfig | None = None,
+        *,
+        hidden: bool = False,
+    ) -> ClusterNode:
+        """Start a node listening on ``addr`` (port 0: any free port); returns
+        once it listens. Under a cluster CA the identity must be this node's."""
+        validate_node_name(name)
+        if identity.name is not None and identity.name != name:
+            raise ValueError(
+                f"the identity is for node {identity.name!r}, not {name!r} "
+                f"(rusm cert issue {name} --ca CA_DIR --out DIR)"
+            )
+        node = cls(name, runtime, identity, config or ClusterConfig(), hidden)
+        node._server = await serve(
+            addr[0],
+            addr[1],
+            configuration=make_configuration(
+                identity, is_client=False, idle_timeout=node.config.idle_timeout
+            ),
+            create_protocol=node._link_factory(outbound=False),
+        )
+        node._server._transport.max_size = DATAGRAM_MAX_SIZE  # type: ignore[union-attr]
+        node._keeper = runtime.spawn(_keeper, node.registry, label="rusm.global")
+        log.info("node %s listening on %s", name, node.local_addr())
+        return node
+
+    def _link_factory(self, outbound: bool) -> Callable[..., QuicLink]:
+        return functools.partial(
+            QuicLink,
+            make_handler=lambda link: Peer(self, link, outbound),
+            limits=self.config.limits,
+            identity=self.identity,
+            max_inbound_bytes=self.config.max_inbound_bytes,
+            max_open_streams=self.config.max_open_streams,
+        )
+
+    def local_addr(self) -> Address:
+        assert self._server is not None and self._server._transport is not None
+        host, port = self._server._transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    async def connect(self, addr: Address) -> RemoteNode:
+        """Link to the node at ``addr`` (like ``net_kernel:connect_node``).
+
+        Raises :class:`LinkRejected` with the peer's reason if it refuses us
+        (certificate, duplicate name...) and ``TimeoutError`` after
+        ``connect_timeout``.
+        """
+        if self._closing:
+            raise RuntimeError(f"node {self.name} is closed")
+        loop = asyncio.get_running_loop()
+        config = make_configuration(
+            self.identity, is_client=True, idle_timeout=self.config.idle_timeout
+        )
+        factory = self._link_factory(outbound=True)
+        transport, link = await loop.create_datagram_endpoint(
+            lambda: factory(QuicConnection(configuration=config)),
+            local_addr=("::" if ":" in addr[0] else "0.0.0.0", 0),
+        )
+        transport.max_size = DATAGRAM_MAX_SIZE  # type: ignore[attr-defined]
+        self._links.add(link)
+        self._transports[link] = transport
+        peer = link.handler
+        assert isinstance(peer, Peer)
+        link.connect(addr)
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                await peer.ready
+        except BaseException:
+            link.abort(ErrorCode.NO_ERROR, "connect gave up")
+            self._forget(link)
+            raise
+        assert peer.name is not None
+        return RemoteNode(self, peer.name)
+
+    def nodes(self) -> list[str]:
+        """Connected peers, hidden ones (attachers) excepted."""
+        return sorted(n for n, p in self._peers.items() if not p.hidden)
+
+    async def close(self) -> None:
+        """Stop the runtime's processes, then close every link and the endpoint."""
+        if self._closing:
+            return
+        self._closing = True
+        self.runtime.close()
+        await self.runtime.wait_closed()
+        for link in list(self._links) + [p.link for p in self._peers.values()]:
+            link._do_flush()  # exit signals of the stopped processes go out first
+            link.abort(ErrorCode.NO_ERROR, f"node {self.name} is closing")
+        for link in list(self._transports):
+            self._forget(link)
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_closed(self) -> None:
+        await self.runtime.wait_closed()
+
+    async def __aenter__(self) -> ClusterNode:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _forget(self, link: QuicLink) -> None:
+        self._links.discard(link)
+        if link._timer is not None:
+            link._timer.cancel()
+            link._timer = None
+        transport = self._transports.pop(link, None)
+        if transport is not None:
+            transport.close()
+
+    # -- peers -----------------------------------------------------------------
+
+    def _peer_up(self, peer: Peer) -> None:
+        assert peer.name is not None
+        self._peers[peer.name] = peer
+        peer.link.start_keepalive(self.config.idle_timeout / 4)
+        if not peer.hidden:
+            peer.gossip("sync", self.registry.entries())
+        hidden = " (hidden)" if peer.hidden else ""
+        log.info("node %s: link to %s up%s", self.name, peer.name, hidden)
+
+    def _peer_down(self, peer: Peer, code: int, reason: str) -> None:
+        assert peer.name is not None
+        if self._peers.get(peer.name) is not peer:
+            return
+        del self._peers[peer.name]
+        if peer.outbound:
+            self._forget(peer.link)
+        log.info("node %s: link to %s down (%s, code %d)", self.name, peer.name, reason, code)
+        self.runtime.node_down(peer.name)
+        self.registry.node_down(peer.name)
+        for watcher in self._node_watchers.pop(peer.name, []):
+            self.runtime.send(watcher, NodeDown(peer.name))
+
+    def monitor_node(self, node: str, watcher: Pid) -> None:
+        """Send ``NodeDown(node)`` to ``watcher`` once, when the link to ``node``
+        drops (at once if there is none), like ``erlang:monitor_node/2``."""
+        if node not in self._peers:
+            self.runtime.send(watcher, NodeDown(node))
+        else:
+            self._node_watchers.setdefault(node, []).append(watcher)
+
+    def _peer(self, node: str) -> Peer:
+        peer = self._peers.get(node)
+        if peer is None:
+            raise NodeNotConnected(node)
+        return peer
+
+    # -- messages --------------------------------------------------------------
+
+    def send(self, node: str, name: str, msg: Any) -> None:
+        """Send ``msg`` to the process registered as ``name`` on ``node``."""
+        self.runtime.send((name, node), msg)
+
+    async def call(self, node: str, name: str, request: Any, timeout: float = 5.0) -> Any:
+        return await self.runtime.call((name, node), request, timeout)
+
+    # -- global registry -------------------------------------------------------
+
+    async def register_global(self, name: str, pid: Pid) -> None:
+        """Register ``name`` for ``pid`` on every node of the cluster."""
+        self.registry.register(name, pid)
+
+    async def unregister_global(self, name: str) -> None:
+        self.registry.unregister(name)
+
+    def whereis_global(self, name: str) -> Pid | None:
+        return self.registry.whereis(name)
+
+    def send_global(self, name: str, msg: Any) -> None:
+        pid = self.registry.whereis(name)
+        if pid is None:
+            self.runtime.dead_letters += 1
+            return
+        self.runtime.send(pid, msg)
+
+    def _broadcast(self, op: str, entries: Entries, except_node: str | None) -> None:
+        for name, peer in self._peers.items():
+            if name != except_node:
+                peer.gossip(op, entries)
+
+    def _gossip_received(self, peer: Peer, frame: Gossip) -> None:
+        assert peer.name is not None
+        self.registry.gossip(frame.op, frame.entries, peer.name)
+
+    def _watch_global(self, pid: Pid) -> None:
+        if self._keeper is not None:
+            self.runtime.send(self._keeper, pid)
+
+    # -- remote spawn and the control RPC --------------------------------------
+
+    def register_spawnable(self, name: str, factory: Body) -> None:
+        """Teach this node a body that peers may start with ``spawn_remote``."""
+        if not inspect.iscoroutinefunction(factory):
+            raise TypeError(f"a spawnable must be an async function, not {factory!r}")
+        self._spawnables[name] = factory
+
+    async def spawn_remote(
+        self, node: str, factory: str, args: Sequence[Any] = (), timeout: float | None = None
+    ) -> Pid:
+        """Start ``factory(proc, *args)`` on ``node``; raises UnknownFactory or SpawnFailed."""
+        return await self._request(node, "spawn", (factory, tuple(args)), timeout)  # type: ignore[no-any-return]
+
+    async def remote_pids(self, node: str, timeout: float | None = None) -> list[Pid]:
+        return list(await self._request(node, "pids", (), timeout))
+
+    async def remote_process_info(
+        self, node: str, pid: Pid, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        return await self._request(node, "process_info", (pid,), timeout)  # type: ignore[no-any-return]
+
+    async def _request(
+        self, node: str, method: str, args: tuple[Any, ...], timeout: float | None
+    ) -> Any:
+        peer = self._peer(node)
+        return await peer.request(method, args, timeout or self.config.rpc_timeout)
+
+    def _request_received(self, peer: Peer, req: Request) -> None:
+        handler = _RPC.get(req.method)
+        try:
+            if handler is None:
+                raise RemoteError(f"unknown request {req.method!r}")
+            value = handler(self, *req.args)
+        except RemoteError as e:
+            peer.respond(req.id, False, (e.kind, str(e)))
+        except TypeError as e:
+            peer.respond(req.id, False, ("bad_request", f"{req.method}: {e}"))
+        else:
+            peer.respond(req.id, True, value)
+
+    def _rpc_spawn(self, factory: str, args: tuple[Any, ...]) -> Pid:
+        body = self._spawnables.get(factory)
+        if body is None:
+            known = ", ".join(sorted(self._spawnables)) or "none"
+            raise UnknownFactory(f"node {self.name} has no spawnable {factory!r} (known: {known})")
+        try:
+            inspect.signature(body).bind(None, *args)
+        except TypeError as e:
+            raise SpawnFailed(f"{factory}{tuple(args)!r}: {e}") from e
+        return self.runtime.spawn(body, *args, label=factory)
+
+    def _rpc_pids(self) -> list[Pid]:
+        return [info.pid for info in self.runtime.processes()]
+
+    def _rpc_process_info(self, pid: Pid) -> dict[str, Any] | None:
+        info = self.runtime.process_info(pid)
+        if info is None:
+            return None
+        return {
+            "pid": info.pid,
+            "label": info.label,
+            "names": list(info.names),
+            "mailbox_depth": info.mailbox_depth,
+            "links": list(info.links),
+            "monitors": list(info.monitors),
+            "monitored_by": list(info.monitored_by),
+            "status": info.status,
+            "trap_exits": info.trap_exits,
+            "received": info.received,
+            "sent": info.sent,
+            "spawned_at": info.spawned_at,
+        }
+
+
+_RPC: dict[str, Callable[..., Any]] = {
+    "spawn": ClusterNode._rpc_spawn,
+    "pids": ClusterNode._rpc_pids,
+    "process_info": ClusterNode._rpc_process_info,
+}
+
+
+async def _keeper(proc: Process, registry: GlobalRegistry) -> None:
+    """Monitors the local processes that hold global names; drops their names on exit."""
+    while True:
+        msg = await proc.receive()
+        if isinstance(msg, Pid):
+            proc.monitor(msg)
+        elif isinstance(msg, Down) and isinstance(msg.pid, Pid):
+            registry.process_exited(msg.pid)
+
+
+class RemoteNode:
+    """A handle on a connected peer, as ``connect`` returns it."""
+
+    def __init__(self, node: ClusterNode, name: str) -> None:
+        self.node = node
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<RemoteNode {self.name} via {self.node.name}>"
+
+    def send(self, name: str, msg: Any) -> None:
+        self.node.send(self.name, name, msg)
+
+    async def call(self, name: str, request: Any, timeout: float = 5.0) -> Any:
+        return await self.node.call(self.name, name, request, timeout)
+
+    async def spawn(self, factory: str, args: Sequence[Any] = ()) -> Pid:
+        return await self.node.spawn_remote(self.name, factory, args)
+
+    async def pids(self) -> list[Pid]:
+        return await self.node.remote_pids(self.name)
+
+    async def process_info(self, pid: Pid) -> dict[str, Any] | None:
+        return await self.node.remote_process_info(self.name, pid)
+
+
+class _Router:
+    """The runtime's way out (a ``RemoteRouter``): signals become pair frames."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+        self.rt = node.runtime
+
+    def _peer(self, dst: RemoteDest) -> tuple[Peer | None, Pid | str]:
+        if dst.__class__ is Pid:
+            return self.node._peers.get(dst.node), dst
+        name, node = dst  # type: ignore[misc]
+        return self.node._peers.get(node), name
+
+    def send(self, src: Pid, dst: RemoteDest, msg: Any) -> None:
+        peer, d = self._peer(dst)
+        if peer is None:
+            self.rt.dead_letters += 1
+            return
+        peer.send_msg(src, d, msg)
+
+    def call(self, src: Pid, dst: RemoteDest, ref: Ref, request: Any) -> None:
+        peer, d = self._peer(dst)
+        if peer is None:
+            self.rt.dead_letters += 1  # the caller's monitor has fired noconnection
+            return
+        peer.pair(lambda seq: CallRequest(src, d, seq, ref, request), src, d)
+
+    def reply(self, src: Pid, dst: Pid, ref: Ref, value: Any) -> None:
+        peer, d = self._peer(dst)
+        if peer is None:
+            self.rt.dead_letters += 1
+            return
+        peer.pair(lambda seq: CallReply(src, d, seq, ref, value), src, d)
+
+    def link(self, src: Pid, dst: Pid) -> None:
+        peer, d = self._peer(dst)
+        if peer is None:
+            self.rt.remote_exit(dst, src, NOCONNECTION)
+            return
+        peer.pair(lambda seq: Link(src, d, seq), src, d)
+
+    def unlink(self, src: Pid, dst: Pid) -> None:
+        peer, d = self._peer(dst)
+        if peer is not None:
+            peer.pair(lambda seq: Unlink(src, d, seq), src, d)
+
+    def exit(self, src: Pid, dst: Pid, reason: Any) -> None:
+        peer, d = self._peer(dst)
+        if peer is not None:
+            term = reason_term(reason)
+            peer.pair(lambda seq: ExitSignal(src, d, seq, term), src, d)
+
+    def monitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None:
+        peer, d = self._peer(dst)
+        if peer is None:
+            self.rt.remote_down(dst, src, ref, NOCONNECTION)  # type: ignore[arg-type]
+            return
+        peer.pair(lambda seq: Monitor(src, d, seq, ref), src, d)
+
+    def demonitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None:
+        peer, d = self._peer(dst)
+        if peer is not None:
+            peer.pair(lambda seq: Demonitor(src, d, seq, ref), src, d)
+
+    def down(self, src: Pid | str, dst: Pid, ref: Ref, reason: Any) -> None:
+        peer, d = self._peer(dst)
+        if peer is not None:
+            # A monitor by name whose name was free: the node itself answers.
+            origin = src if isinstance(src, Pid) else self.rt._self_pid
+            term = reason_term(reason)
+            peer.pair(lambda seq: DownSignal(origin, d, seq, ref, term), origin, d)

@@ -1,0 +1,232 @@
+"""The protocol logic of one link: hello, per-pair order, RPC, dispatch.
+
+A :class:`Peer` is the handler of one :class:`~rusm.net.quic.QuicLink`. It
+checks the hello (version, the name the certificate names, duplicates),
+numbers outbound pair frames per (sender, destination) and puts inbound ones
+back in order with a reorder buffer, matches RPC responses to requests, and
+dispatches every in-order pair frame straight into the runtime, from the
+protocol callback: no Task, Future or Queue per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rusm.actors.pid import Pid
+from rusm.actors.runtime import Runtime
+
+from .messages import LinkRejected, NodeNotConnected, RemoteError
+from .tls import PeerRejected, verify_peer
+from .wire import (
+    PROTOCOL_VERSION,
+    CallReply,
+    CallRequest,
+    Demonitor,
+    DownSignal,
+    ErrorCode,
+    ExitSignal,
+    Frame,
+    Gossip,
+    Hello,
+    Link,
+    Monitor,
+    Msg,
+    PairFrame,
+    ProtocolError,
+    Request,
+    Response,
+    Unlink,
+    encode_frame,
+)
+
+if TYPE_CHECKING:
+    from .node import ClusterNode
+    from .quic import QuicLink
+
+__all__ = ["Peer"]
+
+log = logging.getLogger("rusm.net.peer")
+
+
+def _dispatch_table(rt: Runtime) -> dict[type[Frame], Callable[[Any], None]]:
+    return {
+        Msg: lambda f: rt.remote_send(f.src, f.dst, f.term),
+        CallRequest: lambda f: rt.remote_call(f.src, f.dst, f.ref, f.request),
+        CallReply: lambda f: rt.remote_reply(f.src, f.dst, f.ref, f.value),
+        Link: lambda f: rt.remote_link(f.src, f.dst),
+        Unlink: lambda f: rt.remote_unlink(f.src, f.dst),
+        ExitSignal: lambda f: rt.remote_exit(f.src, f.dst, f.reason),
+        Monitor: lambda f: rt.remote_monitor(f.src, f.dst, f.ref),
+        Demonitor: lambda f: rt.remote_demonitor(f.src, f.dst, f.ref),
+        DownSignal: lambda f: rt.remote_down(f.src, f.dst, f.ref, f.reason),
+    }
+
+
+class Peer:
+    """The far end of one link, as this node sees it."""
+
+    def __init__(self, node: ClusterNode, link: QuicLink, outbound: bool) -> None:
+        self.node = node
+        self.link = link
+        self.outbound = outbound
+        self.name: str | None = None
+        self.hidden = False
+        self.up = False
+        self.ready: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
+        self._dispatch = _dispatch_table(node.runtime)
+        self._out_seq: dict[tuple[Any, Any], int] = {}
+        self._in_next: dict[tuple[Any, Any], int] = {}
+        self._reorder: dict[tuple[Any, Any], dict[int, PairFrame]] = {}
+        self._reordered = 0
+        self._rpc_ids = itertools.count(1)
+        self._rpc: dict[int, asyncio.Future[Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.name or '?'} {'up' if self.up else 'down'}>"
+
+    # -- LinkHandler -----------------------------------------------------------
+
+    def handshake_done(self) -> None:
+        if self.outbound:
+            self.link.open_control()
+            self.link.send_control(Hello(PROTOCOL_VERSION, self.node.name, self.node.hidden))
+
+    def control_frame(self, frame: Frame) -> None:
+        if isinstance(frame, Hello):
+            self._hello(frame)
+        elif isinstance(frame, Gossip):
+            assert self.name is not None
+            if not self.hidden:
+                self.node._gossip_received(self, frame)
+        elif isinstance(frame, Request):
+            self.node._request_received(self, frame)
+        elif isinstance(frame, Response):
+            fut = self._rpc.pop(frame.id, None)
+            if fut is not None and not fut.done():
+                if frame.ok:
+                    fut.set_result(frame.value)
+                else:
+                    kind, message = frame.value
+                    fut.set_exception(RemoteError.from_wire(kind, message))
+
+    def pair_frame(self, frame: Frame) -> None:
+        if not self.up:
+            raise ProtocolError(ErrorCode.HELLO_EXPECTED, "a pair frame arrived before the hello")
+        assert isinstance(frame, PairFrame)
+        src = frame.src
+        if src.node != self.name:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION, f"node {self.name} sent a frame from {src}"
+            )
+        dst = frame.dst
+        if dst.__class__ is Pid and dst.node != self.node.name:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION, f"node {self.name} sent a frame for {dst}"
+            )
+        key = (src, dst)
+        expected = self._in_next.get(key, 1)
+        if frame.seq == expected:
+            self._dispatch[frame.__class__](frame)
+            expected += 1
+            waiting = self._reorder.get(key)
+            if waiting:
+                while expected in waiting:
+                    self._dispatch[waiting[expected].__class__](waiting.pop(expected))
+                    self._reordered -= 1
+                    expected += 1
+                if not waiting:
+                    del self._reorder[key]
+            self._in_next[key] = expected
+        elif frame.seq > expected:
+            waiting = self._reorder.setdefault(key, {})
+            if frame.seq in waiting:
+                raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, f"duplicate frame {frame.seq}")
+            waiting[frame.seq] = frame
+            self._reordered += 1
+            if self._reordered > self.node.config.max_reorder_frames:
+                raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, "too many frames out of order")
+        else:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_VIOLATION, f"frame {frame.seq} of {src}->{dst} came twice"
+            )
+
+    def closed(self, code: int, reason: str) -> None:
+        for fut in self._rpc.values():
+            if not fut.done():
+                fut.set_exception(NodeNotConnected(self.name or "?"))
+        self._rpc.clear()
+        self._reorder.clear()
+        if not self.ready.done():
+            self.ready.set_exception(LinkRejected(f"link refused: {reason} (code {code})", code))
+            self.ready.exception()  # retrieved here; connect() re-raises it
+        if self.up:
+            self.up = False
+            self.node._peer_down(self, code, reason)
+
+    # -- hello -----------------------------------------------------------------
+
+    def _hello(self, hello: Hello) -> None:
+        node = self.node
+        if hello.version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                ErrorCode.VERSION_MISMATCH,
+                f"peer speaks protocol {hello.version}, this node {PROTOCOL_VERSION}",
+            )
+        try:
+            verify_peer(node.identity, self.link.peer_chain, hello.node)
+        except PeerRejected as e:
+            log.warning("rejected peer claiming to be %s: %s", hello.node, e.reason)
+            raise ProtocolError(ErrorCode.CERTIFICATE_REJECTED, e.reason) from e
+        if hello.node == node.name or hello.node in node._peers:
+            raise ProtocolError(
+                ErrorCode.DUPLICATE_NODE, f"a node named {hello.node!r} is already connected"
+            )
+        self.name, self.hidden = hello.node, hello.hidden
+        if not self.outbound:
+            self.link.send_control(Hello(PROTOCOL_VERSION, node.name, node.hidden))
+        self.up = True
+        node._peer_up(self)
+        self.ready.set_result(self)
+
+    # -- outbound --------------------------------------------------------------
+
+    def pair(self, frame_of: Callable[[int], PairFrame], src: Any, dst: Any) -> None:
+        """Number and queue a pair frame. Encoding happens before the number is
+        taken, so a term that cannot be sent leaves no gap in the sequence."""
+        key = (src, dst)
+        seq = self._out_seq.get(key, 0) + 1
+        data = encode_frame(frame_of(seq))
+        self._out_seq[key] = seq
+        self.link.send_pair(key, data)
+
+    def send_msg(self, src: Pid, dst: Pid | str, term: Any) -> None:
+        key = (src, dst)
+        seq = self._out_seq.get(key, 0) + 1
+        data = encode_frame(Msg(src, dst, seq, term))
+        self._out_seq[key] = seq
+        self.link.send_pair(key, data)
+
+    def gossip(self, op: str, entries: tuple[tuple[str, Pid], ...]) -> None:
+        if self.up and not self.hidden:
+            self.link.send_control(Gossip(op, entries))
+
+    async def request(self, method: str, args: tuple[Any, ...], timeout: float) -> Any:
+        """A control-plane RPC: raises RemoteError, NodeNotConnected or TimeoutError."""
+        if not self.up:
+            raise NodeNotConnected(self.name or "?")
+        rid = next(self._rpc_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._rpc[rid] = fut
+        self.link.send_control(Request(rid, method, args))
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self._rpc.pop(rid, None)
+
+    def respond(self, rid: int, ok: bool, value: Any) -> None:
+        self.link.send_control(Response(rid, ok, value))
