@@ -1,0 +1,323 @@
+"""ClusterNode between nodes in one process: messages, calls, names, spawn, failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from rusm.actors import Call, Down, Exit, NoProc, Pid, Process, Runtime, Timeout
+from rusm.net import (
+    ClusterCa,
+    ClusterConfig,
+    ClusterNode,
+    GlobalNameConflict,
+    LinkRejected,
+    NodeDown,
+    NodeNotConnected,
+    SpawnFailed,
+    UnknownFactory,
+)
+
+from .helpers import idle, probe, until
+
+LOCAL = ("127.0.0.1", 0)
+
+
+@pytest.fixture(scope="module")
+def ca() -> ClusterCa:
+    return ClusterCa.generate()
+
+
+class Cluster:
+    """Nodes made for one test; all closed at its end, leaving no task."""
+
+    def __init__(self, ca: ClusterCa) -> None:
+        self.ca = ca
+        self.nodes: list[ClusterNode] = []
+
+    async def node(self, name: str, **config: Any) -> ClusterNode:
+        node = await ClusterNode.bind(
+            name, Runtime(), LOCAL, self.ca.issue(name), ClusterConfig(**config)
+        )
+        self.nodes.append(node)
+        return node
+
+    async def pair(self) -> tuple[ClusterNode, ClusterNode]:
+        london, tokyo = await self.node("london"), await self.node("tokyo")
+        await tokyo.connect(london.local_addr())
+        return london, tokyo
+
+
+@pytest.fixture
+async def cluster(ca: ClusterCa) -> AsyncIterator[Cluster]:
+    c = Cluster(ca)
+    try:
+        yield c
+    finally:
+        for node in c.nodes:
+            await node.close()
+    left = asyncio.all_tasks() - {asyncio.current_task()}
+    assert not left, f"closed nodes left tasks behind: {left}"
+
+
+async def echo(proc: Process) -> None:
+    while True:
+        msg = await proc.receive()
+        if isinstance(msg, Call):
+            msg.reply(("echo", msg.request))
+        elif isinstance(msg, tuple) and msg[0] == "reply_to":
+            proc.send(msg[1], ("echoed", msg[2]))
+
+
+def serve_echo(node: ClusterNode, name: str = "echo") -> Pid:
+    pid = node.runtime.spawn(echo)
+    node.runtime.register(name, pid)
+    return pid
+
+
+async def test_connected_nodes_list_each_other(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    assert london.nodes() == ["tokyo"] and tokyo.nodes() == ["london"]
+
+
+async def test_a_message_by_name_arrives_with_tuples_kept(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    p = await probe(london.runtime)
+    london.runtime.register("inbox", p.pid)
+    tokyo.send("london", "inbox", b"hi")
+    assert await p.next() == b"hi"
+    tokyo.runtime.send(("inbox", "london"), ("a", [1, {"k": (2, 3)}], None))
+    assert await p.next() == ("a", [1, {"k": (2, 3)}], None)
+
+
+async def test_a_remote_node_handle_sends_and_calls(cluster: Cluster) -> None:
+    london, tokyo = await cluster.node("london"), await cluster.node("tokyo")
+    serve_echo(london)
+    remote = await tokyo.connect(london.local_addr())
+    assert remote.name == "london"
+    assert await remote.call("echo", 7) == ("echo", 7)
+
+
+async def test_a_pid_received_in_a_message_can_be_replied_to(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    serve_echo(london)
+    p = await probe(tokyo.runtime)
+    p.proc.send(("echo", "london"), ("reply_to", p.pid, "x"))
+    assert await p.next() == ("echoed", "x")
+
+
+async def test_a_call_across_nodes_returns_the_reply_or_fails_typed(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    serve_echo(london)
+    assert await tokyo.call("london", "echo", {"q": 1}) == ("echo", {"q": 1})
+    with pytest.raises(NoProc):
+        await tokyo.call("london", "nobody", 1)
+
+    async def silent(proc: Process) -> None:
+        await proc.receive()
+        await proc.receive()
+
+    london.runtime.register("silent", london.runtime.spawn(silent))
+    with pytest.raises(Timeout):
+        await tokyo.call("london", "silent", 1, timeout=0.2)
+
+
+async def test_a_term_that_cannot_cross_the_wire_fails_at_the_sender(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    serve_echo(london)
+    with pytest.raises(TypeError, match="set"):
+        tokyo.send("london", "echo", {1, 2})
+    # the pair's sequence has no gap: the next message still arrives
+    assert await tokyo.call("london", "echo", "after") == ("echo", "after")
+
+
+async def test_messages_of_one_pair_arrive_in_order(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    p = await probe(london.runtime)
+    london.runtime.register("sink", p.pid)
+
+    async def sender(proc: Process) -> None:
+        for i in range(3000):
+            proc.send(("sink", "london"), i)
+            if i % 50 == 0:
+                await asyncio.sleep(0)  # many loop turns: many streams in flight
+
+    tokyo.runtime.spawn(sender)
+    assert [await p.next() for _ in range(3000)] == list(range(3000))
+
+
+async def test_a_global_name_is_known_on_every_node_including_late_joiners(
+    cluster: Cluster,
+) -> None:
+    london, tokyo = await cluster.pair()
+    p = await probe(london.runtime)
+    await london.register_global("svc", p.pid)
+    paris = await cluster.node("paris")
+    await paris.connect(tokyo.local_addr())  # paris never talks to london directly
+    await _until(lambda: paris.whereis_global("svc") == p.pid)
+    assert tokyo.whereis_global("svc") == p.pid
+    paris.send_global("svc", "via paris")  # paris has no link to london: dead letter
+    tokyo.send_global("svc", "via tokyo")
+    assert await p.next() == "via tokyo"
+
+
+async def test_a_global_name_goes_when_its_process_exits_or_its_node_goes_down(
+    cluster: Cluster,
+) -> None:
+    london, tokyo = await cluster.pair()
+    a, b = london.runtime.spawn(idle), london.runtime.spawn(idle)
+    await london.register_global("a", a)
+    await london.register_global("b", b)
+    await _until(lambda: tokyo.whereis_global("b") == b)
+    london.runtime.kill(a)
+    await _until(lambda: tokyo.whereis_global("a") is None)
+    assert london.whereis_global("a") is None
+    await london.close()
+    await _until(lambda: tokyo.whereis_global("b") is None)
+
+
+async def test_a_global_name_conflict_resolves_the_same_everywhere_and_tells_the_loser(
+    cluster: Cluster,
+) -> None:
+    london, tokyo = await cluster.node("london"), await cluster.node("tokyo")
+    lp, tp = await probe(london.runtime), await probe(tokyo.runtime)
+    await london.register_global("svc", lp.pid)
+    await tokyo.register_global("svc", tp.pid)  # two clusters with one name, then they join
+    await tokyo.connect(london.local_addr())
+    winner = min(lp.pid, tp.pid)  # the documented rule: the pid that sorts first
+    loser = tp if winner == lp.pid else lp
+    assert await loser.next() == GlobalNameConflict("svc", winner)
+    await _until(lambda: london.whereis_global("svc") == tokyo.whereis_global("svc") == winner)
+
+
+async def test_a_node_spawns_only_what_it_was_taught(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    started: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def worker(proc: Process, a: int, b: str) -> None:
+        started.put_nowait((proc.pid, a, b))
+        await proc.receive()
+
+    london.register_spawnable("worker", worker)
+    pid = await tokyo.spawn_remote("london", "worker", [1, "x"])
+    assert pid.node == "london"
+    assert await asyncio.wait_for(started.get(), 5) == (pid, 1, "x")
+    assert pid in await tokyo.remote_pids("london")
+    info = await tokyo.remote_process_info("london", pid)
+    assert info is not None and info["label"] == "worker" and info["status"] == "waiting"
+    with pytest.raises(UnknownFactory, match="no spawnable 'nope'"):
+        await tokyo.spawn_remote("london", "nope", [])
+    with pytest.raises(SpawnFailed):
+        await tokyo.spawn_remote("london", "worker", [1])  # missing an argument
+    with pytest.raises(NodeNotConnected):
+        await tokyo.spawn_remote("paris", "worker", [1, "x"])
+    assert london.nodes() == ["tokyo"]  # the node stayed up through the bad requests
+
+
+async def test_monitors_and_links_across_nodes_report_the_exit_reason(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    target = london.runtime.spawn(idle)
+    watcher = await probe(tokyo.runtime, trap=True)
+    ref = watcher.proc.monitor(target)
+    watcher.proc.link(target)
+    await _until(_watched(london, target, watcher.pid))
+    london.runtime.exit(target, "bye")
+    got = {await watcher.next(), await watcher.next()}
+    assert got == {Down(ref, target, "bye"), Exit(target, "bye")}
+
+
+async def test_a_monitor_of_a_missing_remote_process_gives_noproc(cluster: Cluster) -> None:
+    _, tokyo = await cluster.pair()
+    watcher = await probe(tokyo.runtime)
+    ghost = Pid("london", 999)
+    ref = watcher.proc.monitor(ghost)
+    assert await watcher.next() == Down(ref, ghost, "noproc")
+
+
+async def test_when_a_node_goes_down_monitors_links_and_node_monitors_fire_once(
+    cluster: Cluster,
+) -> None:
+    london, tokyo = await cluster.pair()
+    serve_echo(london)
+    target = london.runtime.spawn(idle)
+    watcher = await probe(tokyo.runtime, trap=True)
+    ref = watcher.proc.monitor(target)
+    watcher.proc.link(target)
+    tokyo.monitor_node("london", watcher.pid)
+    await _until(_watched(london, target, watcher.pid))
+    await london.close()
+    got = [await watcher.next() for _ in range(3)]
+    assert Down(ref, target, "noconnection") in got or Down(ref, target, "shutdown") in got
+    assert NodeDown("london") in got
+    await watcher.nothing_more()
+    assert tokyo.nodes() == []
+
+
+async def test_a_lost_link_gives_noconnection(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    target = london.runtime.spawn(idle)
+    watcher = await probe(tokyo.runtime, trap=True)
+    ref = watcher.proc.monitor(target)
+    watcher.proc.link(target)
+    tokyo.monitor_node("london", watcher.pid)
+    await _until(_watched(london, target, watcher.pid))
+    tokyo._peers["london"].link.abort(0, "cable cut")  # the link only: both nodes stay up
+    got = {await watcher.next() for _ in range(3)}
+    assert got == {Down(ref, target, "noconnection"), Exit(target, "noconnection"),
+                   NodeDown("london")}
+    await watcher.nothing_more()
+    assert london.runtime.is_alive(target)
+
+
+async def test_monitoring_a_node_that_is_not_connected_reports_it_down_at_once(
+    cluster: Cluster,
+) -> None:
+    tokyo = await cluster.node("tokyo")
+    watcher = await probe(tokyo.runtime)
+    tokyo.monitor_node("atlantis", watcher.pid)
+    assert await watcher.next() == NodeDown("atlantis")
+
+
+async def test_a_node_can_reconnect_after_its_peer_restarts(cluster: Cluster) -> None:
+    london, tokyo = await cluster.pair()
+    addr = london.local_addr()
+    await london.close()
+    await _until(lambda: tokyo.nodes() == [])
+    london2 = await ClusterNode.bind("london", Runtime(), addr, cluster.ca.issue("london"))
+    cluster.nodes.append(london2)
+    serve_echo(london2)
+    await tokyo.connect(addr)
+    assert tokyo.nodes() == ["london"]
+    assert await tokyo.call("london", "echo", 1) == ("echo", 1)
+
+
+async def test_a_second_node_with_a_taken_name_is_refused(cluster: Cluster) -> None:
+    london, _ = await cluster.pair()
+    impostor = await ClusterNode.bind(
+        "tokyo", Runtime(), LOCAL, cluster.ca.issue("tokyo")
+    )
+    cluster.nodes.append(impostor)
+    with pytest.raises(LinkRejected, match="already connected"):
+        await impostor.connect(london.local_addr())
+    assert london.nodes() == ["tokyo"]
+
+
+async def test_bind_refuses_an_identity_issued_for_another_node(cluster: Cluster) -> None:
+    with pytest.raises(ValueError, match="identity is for node 'paris'"):
+        await ClusterNode.bind("tokyo", Runtime(), LOCAL, cluster.ca.issue("paris"))
+
+
+async def _until(condition: Any) -> None:
+    """Gossip and signals have no reply to wait on: yield until the state shows them."""
+    await until(condition)
+
+
+def _watched(node: ClusterNode, target: Pid, watcher: Pid) -> Any:
+    """Signals of different pairs travel independently: look at the target's side."""
+    def check() -> bool:
+        info = node.runtime.process_info(target)
+        return info is not None and watcher in info.monitored_by and watcher in info.links
+    return check
