@@ -15,15 +15,26 @@ def test_the_readme_opens_with_the_demo_and_test_commands() -> None:
     assert "'.[test]'" in first_block[1] and first_block[1].endswith("pytest")
 
 
+def _run_example(n: int) -> subprocess.CompletedProcess[str]:
+    code = re.findall(r"```python\n(.*?)```", README, re.S)[n]
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
 def test_the_embedding_example_runs_as_written() -> None:
-    code = re.search(r"```python\n(.*?)```", README, re.S)
-    assert code is not None
-    out = subprocess.run(
-        [sys.executable, "-c", code.group(1)], capture_output=True, text=True, timeout=60,
-    )
+    out = _run_example(0)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "hello, world"
     assert re.fullmatch(r"<london\.\d+> -> <london\.\d+> True", lines[1])
     assert lines[2] == "(True, 'bye')"
     assert "dead_letters=1" in lines[3]
+
+
+def test_the_cluster_example_runs_as_written() -> None:
+    out = _run_example(1)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "['london']"
+    assert re.fullmatch(r"hello, tokyo \(from <london\.\d+>\)", lines[1])
+    assert re.fullmatch(r"worker <london\.\d+> started with 1 x", lines[2])
+    assert lines[3:] == ["True", "True"]

@@ -9,6 +9,11 @@
         └── RemoteError                          a remote request failed
             ├── UnknownFactory                   spawn_remote of an untaught name
             └── SpawnFailed                      the factory refused the args
+
+    ProtocolError (rusm.net.wire; closes the link with its code)
+    ├── CertificateRejected                      the hello names another node
+    ├── DuplicateNode                            that name is connected already
+    └── LimitExceeded                            a per-link limit was exceeded
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ from dataclasses import dataclass
 from rusm.actors.errors import RusmError
 from rusm.actors.pid import Pid
 
+from .terms import ErrorCode, ProtocolError
+
 __all__ = [
+    "CertificateRejected",
     "ClusterError",
+    "DuplicateNode",
     "GlobalNameConflict",
+    "LimitExceeded",
     "LinkRejected",
     "NodeDown",
     "NodeNotConnected",
@@ -91,6 +101,24 @@ class SpawnFailed(RemoteError):
     """Raised when the remote node could not start the factory with those args."""
 
     kind = "spawn_failed"
+
+
+class CertificateRejected(ProtocolError):
+    """Raised when a peer's certificate does not admit the node its hello claims."""
+
+    code = ErrorCode.CERTIFICATE_REJECTED
+
+
+class DuplicateNode(ProtocolError):
+    """Raised when a peer's hello names a node that is connected already (or this one)."""
+
+    code = ErrorCode.DUPLICATE_NODE
+
+
+class LimitExceeded(ProtocolError):
+    """Raised when a peer exceeds a per-link limit (inbound bytes, streams, reordering)."""
+
+    code = ErrorCode.LIMIT_EXCEEDED
 
 
 _BY_KIND: dict[str, type[RemoteError]] = {c.kind: c for c in (UnknownFactory, SpawnFailed)}

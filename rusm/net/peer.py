@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from rusm.actors.pid import Pid
 from rusm.actors.runtime import Runtime
 
-from .messages import LinkRejected, NodeNotConnected, RemoteError
+from .messages import (
+    CertificateRejected,
+    DuplicateNode,
+    LimitExceeded,
+    LinkRejected,
+    NodeNotConnected,
+    RemoteError,
+)
 from .tls import PeerRejected, verify_peer
 from .wire import (
     PROTOCOL_VERSION,
@@ -27,19 +34,20 @@ from .wire import (
     CallRequest,
     Demonitor,
     DownSignal,
-    ErrorCode,
     ExitSignal,
     Frame,
     Gossip,
     Hello,
+    HelloExpected,
     Link,
     Monitor,
     Msg,
     PairFrame,
-    ProtocolError,
     Request,
     Response,
+    UnexpectedFrame,
     Unlink,
+    VersionMismatch,
     encode_frame,
 )
 
@@ -115,18 +123,14 @@ class Peer:
 
     def pair_frame(self, frame: Frame) -> None:
         if not self.up:
-            raise ProtocolError(ErrorCode.HELLO_EXPECTED, "a pair frame arrived before the hello")
+            raise HelloExpected("a pair frame arrived before the hello")
         assert isinstance(frame, PairFrame)
         src = frame.src
         if src.node != self.name:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, f"node {self.name} sent a frame from {src}"
-            )
+            raise UnexpectedFrame(f"node {self.name} sent a frame from {src}")
         dst = frame.dst
         if dst.__class__ is Pid and dst.node != self.node.name:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, f"node {self.name} sent a frame for {dst}"
-            )
+            raise UnexpectedFrame(f"node {self.name} sent a frame for {dst}")
         key = (src, dst)
         expected = self._in_next.get(key, 1)
         if frame.seq == expected:
@@ -144,15 +148,13 @@ class Peer:
         elif frame.seq > expected:
             waiting = self._reorder.setdefault(key, {})
             if frame.seq in waiting:
-                raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, f"duplicate frame {frame.seq}")
+                raise UnexpectedFrame(f"frame {frame.seq} of {src}->{dst} came twice")
             waiting[frame.seq] = frame
             self._reordered += 1
             if self._reordered > self.node.config.max_reorder_frames:
-                raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, "too many frames out of order")
+                raise LimitExceeded("too many frames held back out of order")
         else:
-            raise ProtocolError(
-                ErrorCode.PROTOCOL_VIOLATION, f"frame {frame.seq} of {src}->{dst} came twice"
-            )
+            raise UnexpectedFrame(f"frame {frame.seq} of {src}->{dst} came twice")
 
     def closed(self, code: int, reason: str) -> None:
         for fut in self._rpc.values():
@@ -172,19 +174,16 @@ class Peer:
     def _hello(self, hello: Hello) -> None:
         node = self.node
         if hello.version != PROTOCOL_VERSION:
-            raise ProtocolError(
-                ErrorCode.VERSION_MISMATCH,
-                f"peer speaks protocol {hello.version}, this node {PROTOCOL_VERSION}",
+            raise VersionMismatch(
+                f"peer speaks protocol {hello.version}, this node {PROTOCOL_VERSION}"
             )
         try:
             verify_peer(node.identity, self.link.peer_chain, hello.node)
         except PeerRejected as e:
             log.warning("rejected peer claiming to be %s: %s", hello.node, e.reason)
-            raise ProtocolError(ErrorCode.CERTIFICATE_REJECTED, e.reason) from e
+            raise CertificateRejected(e.reason) from e
         if hello.node == node.name or hello.node in node._peers:
-            raise ProtocolError(
-                ErrorCode.DUPLICATE_NODE, f"a node named {hello.node!r} is already connected"
-            )
+            raise DuplicateNode(f"a node named {hello.node!r} is already connected")
         self.name, self.hidden = hello.node, hello.hidden
         if not self.outbound:
             self.link.send_control(Hello(PROTOCOL_VERSION, node.name, node.hidden))

@@ -33,8 +33,17 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from cryptography import x509
 
+from .messages import LimitExceeded
 from .tls import Identity, PeerRejected, verify_peer
-from .wire import ErrorCode, Frame, FrameDecoder, ProtocolError, WireLimits, encode_frame
+from .wire import (
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    ProtocolError,
+    UnexpectedFrame,
+    WireLimits,
+    encode_frame,
+)
 
 __all__ = ["ALPN", "LinkHandler", "QuicLink", "make_configuration"]
 
@@ -195,7 +204,7 @@ class QuicLink(QuicConnectionProtocol):
         """Close the link with an application error code (a protocol violation)."""
         if self._dead:
             return
-        self._quic.close(error_code=code, reason_phrase=reason[:200])
+        self._quic.close(error_code=code, reason_phrase=reason[:1000])
         self.transmit()
         self._lost(code, reason)
 
@@ -233,16 +242,13 @@ class QuicLink(QuicConnectionProtocol):
             decoder = self._streams.get(sid)
             if decoder is None:
                 if len(self._streams) >= self.max_open_streams:
-                    raise ProtocolError(ErrorCode.LIMIT_EXCEEDED, "too many open streams")
+                    raise LimitExceeded(f"more than {self.max_open_streams} open streams")
                 decoder = self._streams[sid] = FrameDecoder(
                     "pair", self.limits.max_message_frame, self.limits.max_depth
                 )
             self._inbound += len(data)
             if self._inbound > self.max_inbound_bytes:
-                raise ProtocolError(
-                    ErrorCode.LIMIT_EXCEEDED,
-                    f"more than {self.max_inbound_bytes} inbound bytes in flight",
-                )
+                raise LimitExceeded(f"more than {self.max_inbound_bytes} inbound bytes in flight")
             decoder.receive_data(data)
             for frame in decoder.events():
                 self.handler.pair_frame(frame)
@@ -254,12 +260,12 @@ class QuicLink(QuicConnectionProtocol):
         if self._control_sid is None and not self._quic.configuration.is_client:
             self._control_sid = sid  # the peer's first bidirectional stream
         if sid != self._control_sid:
-            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, f"unexpected stream {sid}")
+            raise UnexpectedFrame(f"the peer opened an unexpected bidirectional stream {sid}")
         self._control.receive_data(data)
         for frame in self._control.events():
             self.handler.control_frame(frame)
         if end:
-            raise ProtocolError(ErrorCode.PROTOCOL_VIOLATION, "the control stream ended")
+            raise UnexpectedFrame("the peer ended the control stream")
 
     def _lost(self, code: int, reason: str) -> None:
         if self._dead:
