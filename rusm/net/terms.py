@@ -1,0 +1,659 @@
+"""Terms on the wire: how a message becomes msgpack bytes and back (sans-I/O).
+
+A term is None, bool, int (-2**63 .. 2**64-1), float, str, bytes, list,
+tuple, dict (keys: hashable terms), :class:`~rusm.actors.pid.Pid` or
+:class:`~rusm.actors.pid.Ref`. Exact types only: a subclass (an enum member,
+an ``OrderedDict``, a namedtuple) is refused rather than sent as something
+else. bytearray and memoryview values are the one conversion: they arrive as
+bytes.
+
+Encoding (ormsgpack)::
+
+    None bool int float str bytes list   native msgpack
+    dict                                 native map; keys nil, bool, int, float,
+                                         str, bin, or array (a tuple key; arrays
+                                         inside a key are tuples too)
+    ext 1  Pid                           8-byte big-endian serial + node (UTF-8)
+    ext 2  Ref                           same layout as Pid
+    ext 3  tuple                         a msgpack array of the items
+    ext 4  dict with a Pid/Ref in a key  a msgpack array [k1, v1, k2, v2, ...]
+
+Decoding trusts nothing: :func:`scan` walks the msgpack structure without
+recursion and before anything is built. It checks that every length fits,
+caps nesting, refuses unknown ext types and finds where the first object
+ends, so trailing bytes are caught (ormsgpack would ignore them). Only then
+does ormsgpack decode.
+
+Errors raised here are the term-level part of the tree drawn in
+:mod:`rusm.net.wire`, which re-exports them.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import ormsgpack
+
+from rusm.actors.errors import RusmError
+from rusm.actors.pid import Pid, Ref
+
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEPTH_CEILING",
+    "EXT_MAP",
+    "EXT_PID",
+    "EXT_REF",
+    "EXT_TUPLE",
+    "ErrorCode",
+    "MalformedFrame",
+    "ProtocolError",
+    "TermTooLarge",
+    "TooDeep",
+    "TrailingBytes",
+    "UnknownExtType",
+    "UnsendableTerm",
+    "decode_term",
+    "encode_term",
+    "is_node_name",
+    "reason_term",
+    "scan",
+]
+
+EXT_PID = 1
+EXT_REF = 2
+EXT_TUPLE = 3
+EXT_MAP = 4
+
+DEFAULT_MAX_DEPTH = 32
+"""Default cap on container nesting in a term (see ``WireLimits.max_depth``)."""
+DEPTH_CEILING = 64
+"""The highest ``max_depth`` accepted: it bounds the encoder's recursion."""
+
+_INT_MIN = -(2**63)
+_UINT_MAX = 2**64 - 1
+_NODE_RE = re.compile(r"[^<>\s]{1,255}")
+
+
+class ErrorCode(enum.IntEnum):
+    """QUIC application error codes a link closes with."""
+
+    NO_ERROR = 0
+    """Orderly close."""
+    PROTOCOL_VIOLATION = 1
+    """A frame that is well formed but not allowed here (state or stream kind)."""
+    FRAME_TOO_LARGE = 2
+    MALFORMED_FRAME = 3
+    UNKNOWN_FRAME = 4
+    HELLO_EXPECTED = 5
+    TOO_DEEP = 6
+    TRAILING_BYTES = 7
+    VERSION_MISMATCH = 8
+    DUPLICATE_NODE = 9
+    """A link to a node of that name exists already."""
+    CERTIFICATE_REJECTED = 10
+    """The peer's certificate does not chain to the trust anchor or names another node."""
+    LIMIT_EXCEEDED = 11
+    """The peer exceeded a resource limit (inbound bytes, streams, pending calls)."""
+    INTERNAL_ERROR = 12
+    """This node failed, not the peer."""
+
+
+class ProtocolError(RusmError):
+    """Raised when a remote peer breaks the wire protocol; ``code`` closes the link."""
+
+    code: ErrorCode = ErrorCode.PROTOCOL_VIOLATION
+
+
+class MalformedFrame(ProtocolError):
+    """Raised when a remote peer sends bytes that are not a valid frame or term."""
+
+    code = ErrorCode.MALFORMED_FRAME
+
+
+class UnknownExtType(MalformedFrame):
+    """Raised when a remote peer sends a msgpack ext type that RUSM does not define."""
+
+
+class TooDeep(MalformedFrame):
+    """Raised when a remote peer sends a term nested deeper than ``max_depth``."""
+
+    code = ErrorCode.TOO_DEEP
+
+
+class TrailingBytes(MalformedFrame):
+    """Raised when a remote peer sends bytes after the msgpack object of a frame."""
+
+    code = ErrorCode.TRAILING_BYTES
+
+
+class UnsendableTerm(RusmError, TypeError):
+    """Raised when this node tries to send something that is not a term."""
+
+
+class TermTooLarge(RusmError, ValueError):
+    """Raised when this node tries to send a term or frame beyond the wire limits."""
+
+
+def is_node_name(name: object) -> bool:
+    """True for a valid node name: 1-255 characters, no whitespace, ``<`` or ``>``."""
+    return type(name) is str and _NODE_RE.fullmatch(name) is not None
+
+
+# --------------------------------------------------------------------------- encode
+
+_OPT = (
+    ormsgpack.OPT_PASSTHROUGH_TUPLE
+    | ormsgpack.OPT_PASSTHROUGH_SUBCLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME
+    | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_UUID
+    | ormsgpack.OPT_PASSTHROUGH_BIG_INT
+)
+# The fast path leaves OPT_NON_STR_KEYS off: with it ormsgpack turns enum,
+# datetime and UUID keys into strings without a word. Other keys fail over to
+# _prepare, which checks them and then packs with the option on.
+_OPT_KEYS = _OPT | ormsgpack.OPT_NON_STR_KEYS
+_DECODE_OPT = ormsgpack.OPT_NON_STR_KEYS
+
+_packb = ormsgpack.packb
+_unpackb = ormsgpack.unpackb
+_Ext = ormsgpack.Ext
+_U64 = struct.Struct(">Q")
+_CACHE_SIZE = 4096  # pids kept by the encoder and by the decoder
+
+
+def _id_payload(node: str, serial: int) -> bytes:
+    return _U64.pack(serial) + node.encode()
+
+
+def _make_defaults() -> list[Callable[[Any], Any]]:
+    # ormsgpack calls `default` for Pid, Ref and (with PASSTHROUGH_TUPLE) tuple.
+    # A tuple's items are packed by a nested packb, so each tuple level gets
+    # its own default one step down the list: the chain ends, and so does the
+    # recursion, at DEPTH_CEILING with no per-call state.
+    defaults: list[Callable[[Any], Any]] = []
+    # The same few pids are sent again and again. Keyed by id() and holding
+    # the pid itself, so the id cannot be reused while the entry lives; Pid's
+    # own __hash__ and __eq__ would cost more than they save.
+    cache: dict[int, tuple[Pid, Any]] = {}
+
+    def make(level: int) -> Callable[[Any], Any]:
+        def default(obj: Any) -> Any:
+            t = type(obj)
+            if t is Pid:
+                hit = cache.get(id(obj))
+                if hit is not None and hit[0] is obj:
+                    return hit[1]
+                if _NODE_RE.fullmatch(obj.node) is None:  # the receiver would refuse it
+                    raise TypeError
+                ext = _Ext(EXT_PID, _id_payload(obj.node, obj.serial))
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[id(obj)] = (obj, ext)
+                return ext
+            if t is tuple and level < DEPTH_CEILING:
+                return _Ext(EXT_TUPLE, _packb(list(obj), default=defaults[level + 1], option=_OPT))
+            if t is Ref and _NODE_RE.fullmatch(obj.node) is not None:
+                return _Ext(EXT_REF, _id_payload(obj.node, obj.serial))
+            raise TypeError  # ormsgpack replaces it; _prepare says what and where
+
+        return default
+
+    defaults.extend(make(level) for level in range(DEPTH_CEILING + 1))
+    return defaults
+
+
+_DEFAULT = _make_defaults()[0]
+
+# Bytes that can start a container (fixmap, fixarray, array16/32, map16/32).
+# Each nesting level needs its own header byte, so a frame with no more of
+# them than max_depth cannot be too deep: one C call instead of a walk.
+_NOT_CONTAINER = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+
+
+def _where(path: list[str]) -> str:
+    return f"(at {''.join(path)})" if path else "(at the top level)"
+
+
+def _a(t: type) -> str:
+    name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    return f"an {name}" if name[0] in "aeiouAEIOU" else f"a {name}"
+
+
+def _too_deep(max_depth: int, path: list[str]) -> TermTooLarge:
+    where = f" {_where(path)}" if path else ""
+    return TermTooLarge(f"cannot send a term nested deeper than {max_depth} levels{where}")
+
+
+def _check_int(obj: int, path: list[str]) -> None:
+    if not _INT_MIN <= obj <= _UINT_MAX:
+        raise UnsendableTerm(
+            f"cannot send an int of {obj.bit_length()} bits; the wire carries -2**63 .. 2**64-1 "
+            f"{_where(path)}"
+        )
+
+
+def _check_str(obj: str, path: list[str]) -> None:
+    try:
+        obj.encode()
+    except UnicodeEncodeError:
+        raise UnsendableTerm(f"cannot send a str with unpaired surrogates {_where(path)}") from None
+
+
+def _id_ext(tag: int, obj: Pid | Ref, path: list[str]) -> Any:
+    node, serial = obj.node, obj.serial
+    if not is_node_name(node) or type(serial) is not int or not 0 <= serial <= _UINT_MAX:
+        raise UnsendableTerm(
+            f"cannot send {type(obj).__name__} {obj!r}: bad node or serial {_where(path)}"
+        )
+    return _Ext(tag, _id_payload(node, serial))
+
+
+def _key_kind(key: Any, depth: int, max_depth: int, path: list[str]) -> bool:
+    """Check a key of the dict at ``path``; True if it can be a native msgpack key.
+
+    Native keys hold no Pid or Ref; ``depth`` counts the levels down to the dict.
+    """
+    t = type(key)
+    if t is str:
+        _check_str(key, path)
+        return True
+    if key is None or t is bool or t is float or t is bytes:
+        return True
+    if t is int:
+        _check_int(key, path)
+        return True
+    if t is Pid or t is Ref:
+        return False
+    if t is tuple:
+        if depth >= max_depth:
+            raise _too_deep(max_depth, path)
+        native = True
+        for item in key:
+            native = _key_kind(item, depth + 1, max_depth, path) and native
+        return native
+    raise UnsendableTerm(f"cannot send {_a(t)} in a dict key {_where(path)}")
+
+
+def _prepare(obj: Any, depth: int, max_depth: int, path: list[str]) -> Any:
+    """The slow path: check ``obj`` and return it with Pid, Ref, tuple as Ext."""
+    t = type(obj)
+    if t is str:
+        _check_str(obj, path)
+        return obj
+    if obj is None or t is bool or t is float or t is bytes:
+        return obj
+    if t is int:
+        _check_int(obj, path)
+        return obj
+    if t is Pid:
+        return _id_ext(EXT_PID, obj, path)
+    if t is Ref:
+        return _id_ext(EXT_REF, obj, path)
+    if t is bytearray or t is memoryview:
+        return bytes(obj)
+    if t is not list and t is not tuple and t is not dict:
+        raise UnsendableTerm(f"cannot send {_a(t)} {_where(path)}")
+    if depth >= max_depth:
+        # Also where a cyclic list or dict ends up.
+        raise _too_deep(max_depth, path)
+    depth += 1
+    if t is not dict:
+        items = []
+        for i, item in enumerate(obj):
+            path.append(f"[{i}]")
+            items.append(_prepare(item, depth, max_depth, path))
+            path.pop()
+        return items if t is list else _Ext(EXT_TUPLE, _packb(items, option=_OPT_KEYS))
+    native = True
+    for key in obj:
+        native = _key_kind(key, depth, max_depth, path) and native
+    if native:
+        out = {}
+        for key, value in obj.items():
+            path.append(f"[{_short_repr(key)}]")
+            out[key] = _prepare(value, depth, max_depth, path)
+            path.pop()
+        return out
+    flat = []
+    for key, value in obj.items():
+        path.append(f"[{_short_repr(key)}]")
+        flat.append(_prepare(key, depth, max_depth, path))
+        flat.append(_prepare(value, depth, max_depth, path))
+        path.pop()
+    return _Ext(EXT_MAP, _packb(flat, option=_OPT_KEYS))
+
+
+def _short_repr(obj: Any) -> str:
+    text = _safe_repr(obj)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real error
+        return f"<{type(obj).__name__} object>"
+
+
+def pack_fields(
+    fields: list[Any], roots: list[str], max_depth: int, *, flat: bool = False
+) -> bytes:
+    """Pack a list of terms (a frame's body) as one msgpack array.
+
+    ``roots`` names each item for error messages (``""`` for a message term,
+    so paths read ``[1]['k']``). The body is checked to nest no deeper than
+    ``max_depth`` below its own array, unless the caller knows it is ``flat``
+    (no field is a container). Raises :class:`UnsendableTerm` or
+    :class:`TermTooLarge`.
+    """
+    try:
+        body: bytes = _packb(fields, default=_DEFAULT, option=_OPT)
+    except TypeError:
+        body = _packb_prepared(_prepare_all(fields, roots, max_depth))
+    if flat:
+        return body
+    if len(body) > max_depth + 1 and len(body.translate(None, _NOT_CONTAINER)) > max_depth + 1:
+        try:
+            scan(body, max_depth + 1)
+        except TooDeep:
+            _prepare_all(fields, roots, max_depth)  # raises, with the path
+            raise _too_deep(max_depth, []) from None
+    return body
+
+
+def _packb_prepared(prepared: Any) -> bytes:
+    try:
+        data: bytes = _packb(prepared, option=_OPT_KEYS)
+    except TypeError as e:  # _prepare let through something ormsgpack refuses
+        raise UnsendableTerm(f"cannot send this term: {e}") from e
+    return data
+
+
+def _prepare_all(fields: list[Any], roots: list[str], max_depth: int) -> list[Any]:
+    return [
+        _prepare(value, 0, max_depth, [root] if root else [])
+        for value, root in zip(fields, roots, strict=True)
+    ]
+
+
+def encode_term(obj: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
+    """Encode one term as msgpack bytes.
+
+    Raises :class:`UnsendableTerm` (a ``TypeError``) naming the type and where
+    it sits, e.g. ``cannot send a set (at [1]['k'])``, or
+    :class:`TermTooLarge` when the term nests deeper than ``max_depth``.
+    """
+    try:
+        data: bytes = _packb(obj, default=_DEFAULT, option=_OPT)
+    except TypeError:
+        data = _packb_prepared(_prepare(obj, 0, max_depth, []))
+    if len(data) > max_depth and len(data.translate(None, _NOT_CONTAINER)) > max_depth:
+        try:
+            scan(data, max_depth)
+        except TooDeep:
+            _prepare(obj, 0, max_depth, [])
+            raise _too_deep(max_depth, []) from None
+    return data
+
+
+def reason_term(reason: Any) -> Any:
+    """An exit reason as it crosses the wire.
+
+    A term stays itself; an exception becomes its repr (``"ValueError('boom')"``);
+    anything else becomes its repr too. Reprs are cut at 1,000 characters.
+    """
+    if isinstance(reason, BaseException):
+        return _safe_repr(reason)[:1000]
+    try:
+        encode_term(reason)
+    except (UnsendableTerm, TermTooLarge):
+        return _safe_repr(reason)[:1000]
+    return reason
+
+
+# --------------------------------------------------------------------------- scan
+
+# Per first byte: total size of a fixed-size token, else 0.
+_FIXED = [0] * 256
+for _b in range(0x00, 0x80):
+    _FIXED[_b] = 1
+for _b in range(0xE0, 0x100):
+    _FIXED[_b] = 1
+for _b in range(0xA0, 0xC0):
+    _FIXED[_b] = 1 + (_b - 0xA0)  # fixstr
+for _b, _size in {
+    0xC0: 1,
+    0xC2: 1,
+    0xC3: 1,
+    0xCA: 5,
+    0xCB: 9,
+    0xCC: 2,
+    0xCD: 3,
+    0xCE: 5,
+    0xCF: 9,
+    0xD0: 2,
+    0xD1: 3,
+    0xD2: 5,
+    0xD3: 9,
+}.items():
+    _FIXED[_b] = _size
+# For the others: width of the length field (str/bin/ext/array/map 8/16/32).
+_WIDTH = {
+    0xC4: 1,
+    0xC5: 2,
+    0xC6: 4,
+    0xD9: 1,
+    0xDA: 2,
+    0xDB: 4,
+    0xC7: 1,
+    0xC8: 2,
+    0xC9: 4,
+    0xDC: 2,
+    0xDD: 4,
+    0xDE: 2,
+    0xDF: 4,
+}
+_FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
+_ONE_BYTE_ITEMS = bytes(b for b in range(256) if _FIXED[b] == 1)
+
+
+def _truncated() -> MalformedFrame:
+    return MalformedFrame("remote peer sent a frame that ends inside a msgpack object")
+
+
+def _array_header(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(count, offset after the header) of the array an ext 3/4 payload must hold."""
+    if pos >= end:
+        raise MalformedFrame("remote peer sent an empty tuple or map ext payload")
+    b = data[pos]
+    if 0x90 <= b <= 0x9F:
+        return b & 0x0F, pos + 1
+    if b == 0xDC or b == 0xDD:
+        width = 2 if b == 0xDC else 4
+        if pos + 1 + width > end:
+            raise _truncated()
+        return int.from_bytes(data[pos + 1 : pos + 1 + width]), pos + 1 + width
+    raise MalformedFrame("remote peer sent a tuple or map ext whose payload is not an array")
+
+
+def scan(data: bytes, max_depth: int) -> int:
+    """Walk the first msgpack object of ``data``; return the offset where it ends.
+
+    Iterative, allocation-light and run before any decoding: it checks that
+    every item fits in ``data``, that containers nest at most ``max_depth``
+    deep (a tuple counts as one level), that ext types are RUSM's and that
+    ext payloads hold exactly what they should. Raises :class:`MalformedFrame`,
+    :class:`TooDeep` or :class:`UnknownExtType`.
+    """
+    n = len(data)
+    pos = 0
+    left = 1  # items still to read at the current level
+    stack: list[tuple[int, int]] = []  # enclosing levels: (their left, where this level must end)
+    fixed = _FIXED
+    while True:
+        if pos >= n:
+            raise _truncated()
+        b = data[pos]
+        left -= 1
+        size = fixed[b]
+        if size:
+            pos += size
+            if left:
+                continue
+        else:
+            # Inline: what a Msg frame is made of (containers, str8/bin8, ext8
+            # Pids); the rarer forms go through _other.
+            count = bound = -1
+            if 0x80 <= b <= 0x9F:  # fixmap, fixarray
+                count = (b & 0x0F) * 2 if b < 0x90 else b & 0x0F
+                pos += 1
+            elif b == 0xC4 or b == 0xD9:  # bin8, str8
+                if pos + 1 >= n:
+                    raise _truncated()
+                pos += 2 + data[pos + 1]
+            elif b == 0xC7:  # ext8
+                if pos + 2 >= n:
+                    raise _truncated()
+                length = data[pos + 1]
+                tag = data[pos + 2]
+                if (tag == 1 or tag == 2) and length >= 9:  # a Pid or a Ref
+                    pos += 3 + length
+                else:
+                    count, bound, pos = _ext(data, tag, pos + 3, length)
+            else:
+                count, bound, pos = _other(data, b, pos)
+            if count >= 0:  # a container (array, map, tuple, ext map)
+                if len(stack) >= max_depth:
+                    raise TooDeep(f"remote peer sent a term nested deeper than {max_depth} levels")
+                if count == 0:
+                    if bound >= 0 and bound != pos:
+                        raise MalformedFrame("remote peer sent an ext payload with extra bytes")
+                else:
+                    if count > n - pos:  # every item takes at least one byte
+                        raise MalformedFrame(
+                            f"remote peer sent a container of {count} items in {n - pos} bytes"
+                        )
+                    stack.append((left, bound))
+                    left = count
+        while left == 0:
+            if not stack:
+                if pos > n:
+                    raise _truncated()
+                return pos
+            left, bound = stack.pop()
+            if bound >= 0 and bound != pos:
+                raise MalformedFrame("remote peer sent an ext payload that its items overrun")
+
+
+def _other(data: bytes, b: int, pos: int) -> tuple[int, int, int]:
+    """The less common msgpack items; return (count, bound, pos) as ``scan`` needs them."""
+    n = len(data)
+    if b in _FIXEXT:
+        if pos + 2 > n:
+            raise _truncated()
+        return _ext(data, data[pos + 1], pos + 2, _FIXEXT[b])
+    width = _WIDTH.get(b)
+    if width is None:
+        raise MalformedFrame("remote peer sent the reserved msgpack byte 0xc1")
+    if pos + 1 + width > n:
+        raise _truncated()
+    length = int.from_bytes(data[pos + 1 : pos + 1 + width])
+    pos += 1 + width
+    if b >= 0xDE:  # map16/32
+        return length * 2, -1, pos
+    if b >= 0xDC:  # array16/32
+        # A long run of one-byte items (small ints, nil, bools) is checked in
+        # one C call and then passed as if the array were empty.
+        run = data[pos : pos + length]
+        if len(run) == length and not run.translate(None, _ONE_BYTE_ITEMS):
+            return 0, -1, pos + length
+        return length, -1, pos
+    if b >= 0xC7 and b <= 0xC9:  # ext8/16/32: the type follows the length
+        if pos >= n:
+            raise _truncated()
+        return _ext(data, data[pos], pos + 1, length)
+    return -1, -1, pos + length  # str/bin 8/16/32
+
+
+def _ext(data: bytes, tag: int, start: int, length: int) -> tuple[int, int, int]:
+    """Check an ext item; return (count, bound, pos) as ``scan`` needs them."""
+    end = start + length
+    if end > len(data):
+        raise _truncated()
+    if tag in (EXT_PID, EXT_REF):
+        if length < 9:
+            raise MalformedFrame("remote peer sent a Pid or Ref ext shorter than 9 bytes")
+        return -1, -1, end
+    if tag in (EXT_TUPLE, EXT_MAP):
+        count, pos = _array_header(data, start, end)
+        if tag == EXT_MAP and count % 2:
+            raise MalformedFrame("remote peer sent a map ext with an odd number of items")
+        return count, end, pos
+    tag = tag - 256 if tag > 127 else tag
+    raise UnknownExtType(f"remote peer sent msgpack ext type {tag}, which RUSM does not define")
+
+
+# --------------------------------------------------------------------------- decode
+
+_local = threading.local()  # why the last ext_hook failed: ormsgpack drops the exception
+_pid_cache: dict[bytes, Pid] = {}
+
+
+def _parse_id(data: bytes) -> tuple[str, int]:
+    node = data[8:].decode()
+    if _NODE_RE.fullmatch(node) is None:
+        raise ValueError(f"bad node name {node[:60]!r} in a Pid or Ref")
+    return node, _U64.unpack_from(data)[0]
+
+
+def _ext_hook(tag: int, data: bytes) -> Any:
+    try:
+        if tag == EXT_PID:
+            pid = _pid_cache.get(data)
+            if pid is None:
+                pid = Pid(*_parse_id(data))
+                if len(_pid_cache) >= _CACHE_SIZE:
+                    _pid_cache.clear()
+                _pid_cache[data] = pid
+            return pid
+        if tag == EXT_TUPLE:
+            return tuple(_unpackb(data, ext_hook=_ext_hook, option=_DECODE_OPT))
+        if tag == EXT_REF:
+            return Ref(*_parse_id(data))
+        if tag == EXT_MAP:
+            items = iter(_unpackb(data, ext_hook=_ext_hook, option=_DECODE_OPT))
+            return dict(zip(items, items, strict=True))
+        raise ValueError(f"unknown ext type {tag}")  # scan() rejects these first
+    except Exception as e:
+        _local.error = e
+        raise
+
+
+def unpack(data: bytes) -> Any:
+    """Decode msgpack that :func:`scan` has accepted; raises :class:`MalformedFrame`."""
+    try:
+        return _unpackb(data, ext_hook=_ext_hook, option=_DECODE_OPT)
+    except (ValueError, TypeError) as e:
+        cause = getattr(_local, "error", None)
+        _local.error = None
+        detail = f"{e}: {cause}" if cause is not None else str(e)
+        raise MalformedFrame(f"remote peer sent an undecodable term ({detail})") from (cause or e)
+
+
+def decode_term(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Decode one term from untrusted bytes.
+
+    Raises :class:`MalformedFrame`, :class:`TooDeep`, :class:`UnknownExtType`
+    or :class:`TrailingBytes`; nothing else.
+    """
+    end = scan(data, max_depth)
+    if end != len(data):
+        raise TrailingBytes(f"remote peer sent {len(data) - end} bytes after the term")
+    return unpack(data)

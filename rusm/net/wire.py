@@ -1,0 +1,643 @@
+"""The cluster's wire codec, sans-I/O: frames in, bytes out; bytes in, frames out.
+
+No sockets and no event loop here: the QUIC link feeds stream bytes to a
+:class:`FrameDecoder`, drains :meth:`FrameDecoder.events`, and writes what
+:func:`encode_frame` returns. docs/PROTOCOL.md is the specification; terms
+are encoded by :mod:`rusm.net.terms`.
+
+A stream carries frames: a 4-byte big-endian length N, then N bytes holding
+one msgpack array ``[type, *fields]``. The control stream carries
+:class:`ControlFrame` s (Hello first, exactly once); unidirectional pair
+streams carry :class:`PairFrame` s of one (sender, destination) pair.
+
+Errors::
+
+    RusmError
+    ├── ProtocolError                   a remote peer broke the protocol; .code closes the link
+    │   ├── FrameTooLarge               FRAME_TOO_LARGE, seen in the length header
+    │   ├── MalformedFrame              MALFORMED_FRAME: not msgpack, wrong fields
+    │   │   ├── TruncatedFrame          the stream ended inside a frame
+    │   │   ├── UnknownExtType          a msgpack ext type RUSM does not define
+    │   │   ├── TooDeep (TOO_DEEP)      nested deeper than max_depth
+    │   │   └── TrailingBytes (TRAILING_BYTES)  bytes after the frame's array
+    │   ├── UnknownFrame                UNKNOWN_FRAME: a type number nobody defined
+    │   ├── HelloExpected               HELLO_EXPECTED: control stream began otherwise
+    │   ├── UnexpectedFrame             PROTOCOL_VIOLATION: a frame not allowed here
+    │   └── VersionMismatch             VERSION_MISMATCH: Hello of another version
+    ├── UnsendableTerm (TypeError)      this node tried to send a non-term
+    ├── TermTooLarge (ValueError)       this node tried to send beyond the limits
+    └── InvalidFrame (ValueError)       this node built a frame with bad fields
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+from rusm.actors.errors import RusmError
+from rusm.actors.pid import Pid, Ref
+
+from .terms import (
+    DEFAULT_MAX_DEPTH,
+    DEPTH_CEILING,
+    ErrorCode,
+    MalformedFrame,
+    ProtocolError,
+    TermTooLarge,
+    TooDeep,
+    TrailingBytes,
+    UnknownExtType,
+    UnsendableTerm,
+    decode_term,
+    encode_term,
+    is_node_name,
+    pack_fields,
+    reason_term,
+    scan,
+    unpack,
+)
+
+__all__ = [
+    "ALPN",
+    "DEFAULT_LIMITS",
+    "GOSSIP_OPS",
+    "PROTOCOL_VERSION",
+    "CallReply",
+    "CallRequest",
+    "ControlFrame",
+    "Demonitor",
+    "DownSignal",
+    "ErrorCode",
+    "ExitSignal",
+    "Frame",
+    "FrameDecoder",
+    "FrameTooLarge",
+    "Gossip",
+    "Hello",
+    "HelloExpected",
+    "InvalidFrame",
+    "Link",
+    "MalformedFrame",
+    "Monitor",
+    "Msg",
+    "PairFrame",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "StreamKind",
+    "TermTooLarge",
+    "TooDeep",
+    "TrailingBytes",
+    "TruncatedFrame",
+    "UnexpectedFrame",
+    "UnknownExtType",
+    "UnknownFrame",
+    "Unlink",
+    "UnsendableTerm",
+    "VersionMismatch",
+    "WireLimits",
+    "decode_term",
+    "encode_frame",
+    "encode_term",
+    "reason_term",
+]
+
+PROTOCOL_VERSION = 1
+"""Sent in Hello; a peer with another version is refused (VERSION_MISMATCH)."""
+ALPN = "rusm/1"
+"""The TLS ALPN protocol id of a RUSM link."""
+
+StreamKind = Literal["control", "pair"]
+GOSSIP_OPS = frozenset({"sync", "add", "remove"})
+
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+_HEADER = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """Size limits of the wire. Every node of a cluster must use the same ones:
+    the sender checks against its own, the receiver closes a link on a breach."""
+
+    max_control_frame: int = 64 * 1024
+    """Largest control-stream frame body in bytes (Hello, Gossip, Request, Response).
+    A Gossip sync larger than this is split (see docs/PROTOCOL.md)."""
+    max_message_frame: int = 1024 * 1024
+    """Largest pair-stream frame body in bytes, which bounds one message."""
+    max_depth: int = DEFAULT_MAX_DEPTH
+    """Deepest container nesting in a term (a tuple counts once); at most 64."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_control_frame", "max_message_frame"):
+            value = getattr(self, name)
+            if type(value) is not int or not 16 <= value <= _U32_MAX:
+                raise ValueError(f"WireLimits.{name} must be 16 .. 2**32-1, got {value!r}")
+        if type(self.max_depth) is not int or not 1 <= self.max_depth <= DEPTH_CEILING:
+            raise ValueError(
+                f"WireLimits.max_depth must be 1 .. {DEPTH_CEILING}, got {self.max_depth!r}"
+            )
+
+    def max_frame(self, kind: StreamKind) -> int:
+        """The frame size limit of a stream kind."""
+        return self.max_control_frame if kind == "control" else self.max_message_frame
+
+
+DEFAULT_LIMITS = WireLimits()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class FrameTooLarge(ProtocolError):
+    """Raised when a remote peer announces a frame longer than the stream's limit."""
+
+    code = ErrorCode.FRAME_TOO_LARGE
+
+
+class TruncatedFrame(MalformedFrame):
+    """Raised when a remote peer ends a stream in the middle of a frame."""
+
+
+class UnknownFrame(ProtocolError):
+    """Raised when a remote peer sends a frame type number RUSM does not define."""
+
+    code = ErrorCode.UNKNOWN_FRAME
+
+
+class HelloExpected(ProtocolError):
+    """Raised when a remote peer's control stream does not begin with Hello."""
+
+    code = ErrorCode.HELLO_EXPECTED
+
+
+class UnexpectedFrame(ProtocolError):
+    """Raised when a remote peer sends a valid frame where it is not allowed.
+
+    A pair frame on the control stream or the reverse, a second Hello, or a
+    pair stream that mixes pairs or skips a sequence number.
+    """
+
+    code = ErrorCode.PROTOCOL_VIOLATION
+
+
+class VersionMismatch(ProtocolError):
+    """Raised when a remote peer's Hello carries another protocol version."""
+
+    code = ErrorCode.VERSION_MISMATCH
+
+
+class InvalidFrame(RusmError, ValueError):
+    """Raised when this node builds a frame whose fields break the protocol."""
+
+
+# --------------------------------------------------------------------------- frames
+
+
+class Frame:
+    """Marker base of every frame; consumers dispatch with ``match``."""
+
+    __slots__ = ()
+    TYPE: ClassVar[int]
+    """The frame's type number on the wire."""
+
+
+class ControlFrame(Frame):
+    """A frame of the control stream."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(ControlFrame):
+    """The first frame each side sends on the control stream."""
+
+    TYPE: ClassVar[int] = 1
+    version: int
+    node: str
+    hidden: bool
+    """The sender is a tool (an attaching client), not a cluster member, like
+    Erlang's hidden nodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gossip(ControlFrame):
+    """Global-registry news: ``sync`` (all my names), ``add`` or ``remove``."""
+
+    TYPE: ClassVar[int] = 2
+    op: str
+    entries: tuple[tuple[str, Pid], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Request(ControlFrame):
+    """A control RPC call; answered by the Response with the same ``id``."""
+
+    TYPE: ClassVar[int] = 3
+    id: int
+    method: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Response(ControlFrame):
+    """A control RPC answer; if not ``ok``, value is ``(error_type, message)``."""
+
+    TYPE: ClassVar[int] = 4
+    id: int
+    ok: bool
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PairFrame(Frame):
+    """A frame from ``src`` to ``dst`` (a pid or a name registered at the receiver).
+
+    ``seq`` counts from 1 per (src, dst) pair; the receiver restores order.
+    """
+
+    src: Pid
+    dst: Pid | str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Msg(PairFrame):
+    """A message."""
+
+    TYPE: ClassVar[int] = 10
+    term: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Link(PairFrame):
+    """Link src and dst."""
+
+    TYPE: ClassVar[int] = 11
+
+
+@dataclass(frozen=True, slots=True)
+class Unlink(PairFrame):
+    """Remove the link between src and dst."""
+
+    TYPE: ClassVar[int] = 12
+
+
+@dataclass(frozen=True, slots=True)
+class ExitSignal(PairFrame):
+    """src exited (or called exit) with ``reason``; see :func:`reason_term`."""
+
+    TYPE: ClassVar[int] = 13
+    reason: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor(PairFrame):
+    """src monitors dst under ``ref``."""
+
+    TYPE: ClassVar[int] = 14
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Demonitor(PairFrame):
+    """src drops the monitor ``ref``."""
+
+    TYPE: ClassVar[int] = 15
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class DownSignal(PairFrame):
+    """The monitored src is down with ``reason``; dst held the monitor ``ref``."""
+
+    TYPE: ClassVar[int] = 16
+    ref: Ref
+    reason: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest(PairFrame):
+    """A call from src to dst; the reply carries the same ``ref``."""
+
+    TYPE: ClassVar[int] = 17
+    ref: Ref
+    request: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallReply(PairFrame):
+    """The reply to the call ``ref`` (src is the replier, dst the caller)."""
+
+    TYPE: ClassVar[int] = 18
+    ref: Ref
+    value: Any
+
+
+# --------------------------------------------------------------------------- field rules
+
+_Check = Callable[[Any], bool]
+
+
+def _is_uint(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= _U64_MAX
+
+
+def _is_seq(v: Any) -> bool:
+    return type(v) is int and 1 <= v <= _U64_MAX
+
+
+def _is_dst(v: Any) -> bool:
+    return type(v) is Pid or (type(v) is str and v != "")
+
+
+def _is_entries(v: Any) -> bool:
+    return type(v) is tuple and all(
+        type(e) is tuple and len(e) == 2 and type(e[0]) is str and type(e[1]) is Pid for e in v
+    )
+
+
+def _is_error_pair(v: Any) -> bool:
+    return type(v) is tuple and len(v) == 2 and type(v[0]) is str and type(v[1]) is str
+
+
+_PID: tuple[_Check, str] = (lambda v: type(v) is Pid, "a Pid")
+_REF: tuple[_Check, str] = (lambda v: type(v) is Ref, "a Ref")
+_TERM: tuple[_Check, str] = (lambda v: True, "a term")
+_PAIR = {
+    "src": _PID,
+    "dst": (_is_dst, "a Pid or a non-empty name"),
+    "seq": (_is_seq, "an int >= 1"),
+}
+_RULES: dict[str, tuple[_Check, str]] = {
+    "version": (_is_uint, "an int >= 0"),
+    "node": (is_node_name, "a node name (1-255 characters, no whitespace, < or >)"),
+    "hidden": (lambda v: type(v) is bool, "a bool"),
+    "op": (lambda v: type(v) is str and v in GOSSIP_OPS, "one of 'sync', 'add', 'remove'"),
+    "entries": (_is_entries, "a tuple of (name: str, pid: Pid) tuples"),
+    "id": (_is_uint, "an int >= 0"),
+    "method": (lambda v: type(v) is str and v != "", "a non-empty str"),
+    "args": (lambda v: type(v) is tuple, "a tuple"),
+    "ok": (lambda v: type(v) is bool, "a bool"),
+    "ref": _REF,
+    **_PAIR,
+}
+
+
+class _Spec:
+    __slots__ = ("checks", "cls", "kind", "names", "roots")
+
+    def __init__(self, cls: type[Frame]) -> None:
+        self.cls = cls
+        self.kind: StreamKind = "pair" if issubclass(cls, PairFrame) else "control"
+        self.names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        self.checks = tuple((name, *_RULES.get(name, _TERM)) for name in self.names)
+        # Error paths: a pair frame's payload term reads from its root ("[1]['k']").
+        self.roots = [""] + [
+            "" if name in ("term", "request", "value") else name for name in self.names
+        ]
+
+    def problem(self, values: tuple[Any, ...] | list[Any]) -> str | None:
+        """What is wrong with these field values, or None."""
+        if len(values) != len(self.names):
+            return f"{len(values)} fields instead of {len(self.names)}"
+        for (name, check, what), value in zip(self.checks, values, strict=True):
+            if not check(value):
+                return f"field {name} that is not {what} (got {type(value).__name__})"
+        if self.cls is Response and values[1] is False and not _is_error_pair(values[2]):
+            return "ok=False and a value that is not (error_type: str, message: str)"
+        return None
+
+
+_FRAME_CLASSES: tuple[type[Frame], ...] = (
+    Hello, Gossip, Request, Response,
+    Msg, Link, Unlink, ExitSignal, Monitor, Demonitor, DownSignal, CallRequest, CallReply,
+)  # fmt: skip
+_SPECS: dict[int, _Spec] = {cls.TYPE: _Spec(cls) for cls in _FRAME_CLASSES}
+_SPEC_OF: dict[type[Frame], _Spec] = {spec.cls: spec for spec in _SPECS.values()}
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def encode_frame(frame: Frame, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of one frame, length prefix included.
+
+    Raises :class:`InvalidFrame` for fields that break the protocol,
+    :class:`UnsendableTerm` (a ``TypeError``) for a payload that is not a
+    term, :class:`TermTooLarge` when the frame would exceed ``limits``.
+    """
+    if type(frame) is Msg:  # the hot path: checks inlined, no spec lookup
+        src, dst, seq, term = frame.src, frame.dst, frame.seq, frame.term
+        if (
+            type(src) is Pid
+            and type(seq) is int
+            and 0 < seq <= _U64_MAX
+            and (type(dst) is Pid or (type(dst) is str and dst))
+        ):
+            body = pack_fields(
+                [10, src, dst, seq, term], _MSG_ROOTS, limits.max_depth, flat=type(term) in _FLAT
+            )
+            if len(body) > limits.max_message_frame:
+                raise _too_large(frame, len(body), limits.max_message_frame)
+            return _HEADER.pack(len(body)) + body
+    spec = _SPEC_OF.get(type(frame))
+    if spec is None:
+        raise InvalidFrame(f"cannot encode {type(frame).__name__}: not a frame class")
+    values = [getattr(frame, name) for name in spec.names]
+    problem = spec.problem(values)
+    if problem is not None:
+        raise InvalidFrame(f"cannot send a {spec.cls.__name__} frame with {problem}")
+    try:
+        body = pack_fields([spec.cls.TYPE, *values], spec.roots, limits.max_depth)
+    except UnsendableTerm as e:
+        raise UnsendableTerm(f"{e} in a {spec.cls.__name__} frame") from None
+    limit = limits.max_frame(spec.kind)
+    if len(body) > limit:
+        raise _too_large(frame, len(body), limit)
+    return _HEADER.pack(len(body)) + body
+
+
+_MSG_ROOTS = _SPEC_OF[Msg].roots
+_FLAT = frozenset({bytes, str, int, float, bool, type(None), Pid, Ref})
+
+
+def _too_large(frame: Frame, size: int, limit: int) -> TermTooLarge:
+    return TermTooLarge(
+        f"cannot send a {type(frame).__name__} frame of {size} bytes: the limit is {limit} bytes"
+    )
+
+
+# --------------------------------------------------------------------------- decode
+
+
+class FrameDecoder:
+    """Bytes in, frames out, for the receiving side of one stream (sans-I/O).
+
+    Feed stream data with :meth:`receive_data` and the end of the stream
+    with :meth:`receive_eof`; take decoded frames with :meth:`events`. A
+    violation raises a :class:`ProtocolError` from the call that revealed it
+    (frames decoded before it stay in :meth:`events`); the decoder is then
+    broken and raises the same error on every later call.
+
+    On a control stream the first frame must be a Hello of this
+    :data:`PROTOCOL_VERSION`, and no other Hello may follow. On a pair
+    stream every frame has the (src, dst) of the first and seq one more than
+    the frame before.
+    """
+
+    def __init__(self, kind: StreamKind, max_frame: int, max_depth: int) -> None:
+        if kind not in ("control", "pair"):
+            raise ValueError(f"kind must be 'control' or 'pair', not {kind!r}")
+        if max_frame < 1 or max_depth < 1:
+            raise ValueError("max_frame and max_depth must be positive")
+        self.kind: StreamKind = kind
+        self.max_frame = max_frame
+        self.max_depth = max_depth
+        self._pair_stream = kind == "pair"
+        self._buffer = bytearray()
+        self._events: list[Frame] = []
+        self._failed: ProtocolError | None = None
+        self._hello = False  # control: Hello seen
+        self._src: Pid | None = None  # pair: the stream's pair and the next seq
+        self._dst: Pid | str | None = None
+        self._next_seq = 0
+
+    @classmethod
+    def for_stream(cls, kind: StreamKind, limits: WireLimits = DEFAULT_LIMITS) -> FrameDecoder:
+        """A decoder with the limits of ``kind``."""
+        return cls(kind, limits.max_frame(kind), limits.max_depth)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame that has not fully arrived."""
+        return len(self._buffer)
+
+    def events(self) -> list[Frame]:
+        """The frames decoded so far, oldest first; each is returned once."""
+        events, self._events = self._events, []
+        return events
+
+    def receive_data(self, data: bytes) -> None:
+        """Take the next bytes of the stream; decode every frame they complete."""
+        if self._failed is not None:
+            raise self._failed
+        buf: bytes | bytearray
+        if self._buffer:
+            self._buffer += data
+            buf = self._buffer
+        else:
+            buf = data
+        end = len(buf)
+        pos = 0
+        try:
+            while end - pos >= 4:
+                size = _HEADER.unpack_from(buf, pos)[0]
+                if size > self.max_frame:
+                    raise FrameTooLarge(
+                        f"remote peer announced a frame of {size} bytes on a {self.kind} "
+                        f"stream; the limit is {self.max_frame}"
+                    )
+                start = pos + 4
+                if end - start < size:
+                    break
+                pos = start + size
+                self._events.append(self._decode(bytes(buf[start:pos])))
+        except ProtocolError as e:
+            self._failed = e
+            self._buffer = bytearray()
+            raise
+        if buf is self._buffer:
+            del self._buffer[:pos]
+        elif pos < end:
+            self._buffer = bytearray(buf[pos:])
+
+    def receive_eof(self) -> None:
+        """The stream ended; raises :class:`TruncatedFrame` if a frame is incomplete."""
+        if self._failed is not None:
+            raise self._failed
+        if self._buffer:
+            held = len(self._buffer)
+            self._buffer = bytearray()
+            self._failed = TruncatedFrame(
+                f"remote peer ended a {self.kind} stream inside a frame ({held} bytes held)"
+            )
+            raise self._failed
+
+    def _decode(self, body: bytes) -> Frame:
+        # Frame array + the fields' own max_depth levels.
+        end = scan(body, self.max_depth + 1)
+        if end != len(body):
+            raise TrailingBytes(f"remote peer sent {len(body) - end} bytes after a frame's array")
+        items = unpack(body)
+        if type(items) is not list or not items or type(items[0]) is not int:
+            raise MalformedFrame("remote peer sent a frame that is not an array [type, *fields]")
+        t = items[0]
+        if self._pair_stream:
+            if t == 10 and len(items) == 5:  # the hot path: Msg, checks inlined
+                src, dst, seq = items[1], items[2], items[3]
+                if (
+                    type(src) is Pid
+                    and type(seq) is int
+                    and seq > 0
+                    and (type(dst) is Pid or (type(dst) is str and dst))
+                ):
+                    if src is self._src and dst is self._dst and seq == self._next_seq:
+                        self._next_seq = seq + 1  # decoded pids are cached, so `is` holds
+                    else:
+                        self._check_pair(src, dst, seq)
+                    return Msg(src, dst, seq, items[4])
+            frame = self._frame(t, items)
+            assert isinstance(frame, PairFrame)
+            self._check_pair(frame.src, frame.dst, frame.seq)
+            return frame
+        if not self._hello:
+            if t != Hello.TYPE:
+                raise HelloExpected(
+                    f"remote peer began the control stream with frame type {t}, not Hello"
+                )
+            # The version first: a later version may change Hello's other fields.
+            version = items[1] if len(items) > 1 else None
+            if type(version) is int and version != PROTOCOL_VERSION:
+                raise VersionMismatch(
+                    f"remote peer speaks wire version {version}; "
+                    f"this node speaks {PROTOCOL_VERSION}"
+                )
+            frame = self._frame(t, items)
+            self._hello = True
+            return frame
+        if t == Hello.TYPE:
+            raise UnexpectedFrame("remote peer sent a second Hello on the control stream")
+        return self._frame(t, items)
+
+    def _frame(self, t: int, items: list[Any]) -> Frame:
+        spec = _SPECS.get(t)
+        if spec is None:
+            raise UnknownFrame(f"remote peer sent frame type {t}, which RUSM does not define")
+        if spec.kind != self.kind:
+            raise UnexpectedFrame(
+                f"remote peer sent a {spec.cls.__name__} frame on a {self.kind} stream"
+            )
+        values = items[1:]
+        problem = spec.problem(values)
+        if problem is not None:
+            raise MalformedFrame(f"remote peer sent a {spec.cls.__name__} frame with {problem}")
+        return spec.cls(*values)
+
+    def _check_pair(self, src: Pid, dst: Pid | str, seq: int) -> None:
+        if self._src is None:
+            self._src, self._dst = src, dst
+        elif not (src is self._src or src == self._src) or not (
+            dst is self._dst or dst == self._dst
+        ):
+            raise UnexpectedFrame(
+                f"remote peer mixed pairs on one stream: {src} -> {dst} after "
+                f"{self._src} -> {self._dst}"
+            )
+        elif seq != self._next_seq:
+            raise UnexpectedFrame(
+                f"remote peer sent seq {seq} after {self._next_seq - 1} on one pair stream"
+            )
+        self._next_seq = seq + 1
