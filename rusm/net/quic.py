@@ -192,6 +192,7 @@ class QuicLink(QuicConnectionProtocol):
     def _do_flush(self) -> None:
         self._flush = None
         if self._dead:
+            self.transmit()  # a close still has to go out
             return
         batches, self._batches = self._batches, {}
         quic = self._quic
@@ -219,6 +220,13 @@ class QuicLink(QuicConnectionProtocol):
         self._keepalive = self._loop.call_later(interval, ping)
 
     # -- inbound -------------------------------------------------------------
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        # aioquic transmits after every datagram; instead, acks and whatever
+        # the processes answer go out together in this turn's one flush.
+        self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+        self._process_events()
+        self._schedule_flush()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if self._dead:
