@@ -12,7 +12,7 @@ def test_demo_actors_runs_a_supervised_workload_and_reports_restarts() -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert re.search(r"supervisor <demo\.\d+> started", out)
-    assert "the supervisor restarts it" in out
+    assert "the supervisor restart" in out
     depths = [int(d) for d in re.findall(r"consumer_mailbox=(\d+)", out)]
     assert depths and max(depths) > 0
     assert re.search(r"done after 1.2 s: \d+ spawned", out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from rusm.actors import ChildSpec, Down, Pid, Process, Runtime, Supervisor
+from rusm.actors import NOPROC, ChildSpec, Down, Pid, Process, Runtime, Supervisor
 
 __all__ = ["run"]
 
@@ -47,7 +47,10 @@ async def watcher(proc: Process, sup: Pid, say: Callable[[str], None]) -> None:
         pid = dict(await proc.call(sup, "which_children"))["flaky"]
         proc.monitor(pid)
         down = await proc.receive(match=Down)
-        say(f"flaky {down.pid} exited: {down.reason!r}; the supervisor restarts it")
+        if down.reason == NOPROC:  # it crashed before the monitor was set
+            say(f"flaky {down.pid} had already exited; the supervisor restarted it")
+        else:
+            say(f"flaky {down.pid} exited: {down.reason!r}; the supervisor restarts it")
 
 
 async def reporter(proc: Process, rt: Runtime, say: Callable[[str], None]) -> None:
