@@ -70,8 +70,9 @@ async def actor(proc: Process, trap: bool, log: Log, refs: dict[int, Ref]) -> No
         msg = await proc.receive()
         log.append((proc.pid, msg))
         match msg:
-            case ("send", Pid() as dest, int() as seq):
-                proc.send(dest, ("msg", proc.pid, seq))
+            case ("send", Pid() as dest, tuple() as seqs):
+                for seq in seqs:
+                    proc.send(dest, ("msg", proc.pid, seq))
             case ("link", Pid() as dest):
                 proc.link(dest)
             case ("monitor", Pid() as dest, int() as tag):
@@ -296,17 +297,30 @@ class RuntimeMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def send(self, data: st.DataObject) -> None:
-        """``a`` sends ``("msg", a, seq)`` to ``b``."""
-        a, b = self.pick(data, "sender"), self.pick(data, "receiver")
+        """One to three senders each send a burst of messages ``("msg", sender,
+        seq)`` to a receiver, all commanded at once so that bursts interleave."""
         before = self.live_pids()
         expected: Expected = defaultdict(list)
-        seq = self.next_tag()
-        cmd = ("send", b, seq)
-        dead = 1
-        if self.command(a, cmd, expected) and self.alive(b):
-            expected[b].append(("msg", a, seq))
-            dead = 0
-        self.run(lambda: self.rt.send(a, cmd))
+        orders: list[tuple[Pid, tuple[str, Pid, tuple[int, ...]]]] = []
+        dead = 0
+        for _ in range(data.draw(st.integers(1, 3), label="senders")):
+            a, b = self.pick(data, "sender"), self.pick(data, "receiver")
+            n = data.draw(st.integers(1, 3), label="burst")
+            seqs = tuple(self.next_tag() for _ in range(n))
+            cmd = ("send", b, seqs)
+            orders.append((a, cmd))
+            if not self.command(a, cmd, expected):
+                dead += 1
+            elif self.alive(b):
+                expected[b] += [("msg", a, seq) for seq in seqs]
+            else:
+                dead += n
+
+        def command_all() -> None:
+            for a, cmd in orders:
+                self.rt.send(a, cmd)
+
+        self.run(command_all)
         self.check_step(before, expected, dead, dead)
 
     @rule(data=st.data())
