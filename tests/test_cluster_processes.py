@@ -227,7 +227,7 @@ async def test_a_node_can_be_connected_again_after_it_restarts(harness: Harness)
     strict=True,
     reason="rusm bug: pids carry no node incarnation, so a pid of a node's previous run "
     "names whichever process of the restarted node has the same serial "
-    "(docs/OPERATIONS.md: pids of its previous run are gone, messages to them are dead letters)",
+    "(known gap, see docs/OPERATIONS.md: a stale pid should be a dead letter)",
 )
 async def test_a_pid_of_a_previous_run_of_a_node_reaches_nobody(harness: Harness) -> None:
     first = await harness.child()
