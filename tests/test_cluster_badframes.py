@@ -18,7 +18,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from rusm.actors import Call, Pid, Process, Runtime
-from rusm.net import ClusterCa, ClusterNode
+from rusm.net import ClusterCa, ClusterConfig, ClusterNode
 from rusm.net.wire import ErrorCode, Hello, Msg, encode_frame
 
 LOCAL = ("127.0.0.1", 0)
@@ -164,3 +164,21 @@ async def test_a_peer_cannot_send_as_another_nodes_process(
         transport.close()
     assert got_code == ErrorCode.PROTOCOL_VIOLATION and "<tokyo.1>" in reason
     assert london.nodes() == ["tokyo"]
+
+
+async def test_partial_frames_beyond_the_inbound_byte_limit_close_the_link() -> None:
+    ca = ClusterCa.generate()
+    config = ClusterConfig(max_inbound_bytes=100_000)
+    london = await ClusterNode.bind("london", Runtime(), LOCAL, ca.issue("london"), config)
+    try:
+        peer, transport = await raw_peer(ca, "evil", london.local_addr())
+        try:
+            peer.write(HELLO)
+            for _ in range(4):  # four streams, each holding 60 kB of an unfinished frame
+                peer.write(struct.pack(">I", 1_000_000) + b"x" * 60_000, uni=True)
+            got_code, reason = await asyncio.wait_for(peer.terminated, 5)
+        finally:
+            transport.close()
+        assert got_code == ErrorCode.LIMIT_EXCEEDED and "inbound bytes" in reason
+    finally:
+        await london.close()

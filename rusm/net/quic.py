@@ -254,16 +254,20 @@ class QuicLink(QuicConnectionProtocol):
                 decoder = self._streams[sid] = FrameDecoder(
                     "pair", self.limits.max_message_frame, self.limits.max_depth
                 )
-            self._inbound += len(data)
-            if self._inbound > self.max_inbound_bytes:
-                raise LimitExceeded(f"more than {self.max_inbound_bytes} inbound bytes in flight")
+            # In flight: bytes the stream decoders hold that make no frame yet.
+            self._inbound -= decoder.buffered
             decoder.receive_data(data)
             for frame in decoder.events():
                 self.handler.pair_frame(frame)
             if end:
                 decoder.receive_eof()
                 del self._streams[sid]
-            self._inbound -= len(data)
+            else:
+                self._inbound += decoder.buffered
+                if self._inbound > self.max_inbound_bytes:
+                    raise LimitExceeded(
+                        f"more than {self.max_inbound_bytes} inbound bytes in flight"
+                    )
             return
         if self._control_sid is None and not self._quic.configuration.is_client:
             self._control_sid = sid  # the peer's first bidirectional stream
