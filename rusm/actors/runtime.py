@@ -3,7 +3,7 @@
 One :class:`Runtime` owns every process task. Each process is one asyncio
 Task running its body; the process context keeps its state in ``__slots__``
 and its mailbox is created on first delivery, so an idle process costs about
-2 KB. Delivery is synchronous and never blocks: ``send`` appends to the
+1.8 KB. Delivery is synchronous and never blocks: ``send`` appends to the
 target's mailbox and wakes it if it waits in ``receive``.
 
 Exits follow the BEAM. When a process dies, at once (before ``send`` or

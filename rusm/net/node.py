@@ -196,7 +196,7 @@ class ClusterNode:
         self._closing = True
         self.runtime.close()
         await self.runtime.wait_closed()
-        for link in list(self._links) + [p.link for p in self._peers.values()]:
+        for link in {*self._links, *(p.link for p in self._peers.values())}:
             link._do_flush()  # exit signals of the stopped processes go out first
             link.abort(ErrorCode.NO_ERROR, f"node {self.name} is closing")
         for link in list(self._transports):
