@@ -20,8 +20,8 @@ Each side is measured the same way:
    warm-up (p50 and p99);
 2. saturation: 8 and 32 callers (N outstanding requests), each looping
    calls; round trips/s and cross-node messages/s (two per round trip: a
-   RUSM call's Monitor and Demonitor frames are not counted), with the
-   round-trip p50/p99 under that load.
+   RUSM call's monitor is implied by its CallRequest, so a call is two
+   frames), with the round-trip p50/p99 under that load.
 
 Both also report the CPU time per round trip of each process
 (``cpu_us_per_rt``; london's read from /proc, so None elsewhere). Saturation

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rusm.actors import Call, Down, Exit, NoProc, Pid, Process, Runtime, Timeout
+from rusm.actors import Call, CallFailed, Down, Exit, NoProc, Pid, Process, Runtime, Timeout
 from rusm.net import (
     ClusterCa,
     ClusterConfig,
@@ -123,6 +123,49 @@ async def test_a_call_across_nodes_returns_the_reply_or_fails_typed(cluster: Clu
     london.runtime.register("silent", london.runtime.spawn(silent))
     with pytest.raises(Timeout):
         await tokyo.call("london", "silent", 1, timeout=0.2)
+
+
+async def test_a_remote_call_monitors_the_callee_only_until_it_is_answered(
+    cluster: Cluster,
+) -> None:
+    london, tokyo = await cluster.pair()
+    held: list[Call] = []
+    got = asyncio.Event()
+
+    async def holder(proc: Process) -> None:
+        while True:
+            msg = await proc.receive()
+            held.append(msg)
+            got.set()
+
+    callee = london.runtime.spawn(holder)
+    london.runtime.register("holder", callee)
+
+    def monitored_by() -> tuple[Pid, ...]:
+        return london.runtime.process_info(callee).monitored_by  # type: ignore[union-attr]
+
+    # While the call is open the callee is monitored (the CallRequest implies it) ...
+    call = asyncio.ensure_future(tokyo.call("london", "holder", "q"))
+    await got.wait()
+    caller = held[0].caller
+    assert monitored_by() == (caller,)
+    # ... and the reply ends it on both sides: no Demonitor is needed.
+    held[0].reply("a")
+    assert await call == "a"
+    assert monitored_by() == ()
+    # A caller that gives up sends Demonitor, so the callee is left unmonitored.
+    got.clear()
+    with pytest.raises(Timeout):
+        await tokyo.call("london", "holder", "q2", timeout=0.1)
+    await _until(lambda: monitored_by() == ())
+    # A callee that exits before replying fails the call with its reason.
+    got.clear()
+    call = asyncio.ensure_future(tokyo.call("london", "holder", "q3"))
+    await got.wait()
+    london.runtime.exit(callee, "gone")
+    with pytest.raises(CallFailed) as failed:
+        await call
+    assert failed.value.reason == "gone"
 
 
 async def test_a_term_that_cannot_cross_the_wire_fails_at_the_sender(cluster: Cluster) -> None:

@@ -170,7 +170,7 @@ class Process:
         if it exits before replying, :class:`Timeout` after ``timeout`` s (a
         reply that comes later is dropped).
         """
-        ref = self.monitor(dest)
+        ref = self._rt._monitor(self, dest, by_call=True)
         calls = self._calls
         if calls is None:
             calls = self._calls = set()
@@ -182,9 +182,12 @@ class Process:
 
         try:
             answer = await self.receive(timeout, is_answer)
-        finally:
+        except BaseException:
             calls.discard(ref)
-            self.demonitor(ref, flush=True)
+            self._end_monitor(ref, True)
+            raise
+        calls.discard(ref)
+        self._end_monitor(ref, True, answered=answer.__class__ is Reply)
         if answer.__class__ is Down:
             if answer.reason == NOPROC:
                 raise NoProc(dest)
@@ -208,7 +211,10 @@ class Process:
 
     def demonitor(self, ref: Ref, flush: bool = False) -> None:
         """Cancel a monitor; with ``flush``, also drop its ``Down`` if it came."""
-        self._rt._demonitor(self, ref)
+        self._end_monitor(ref, flush)
+
+    def _end_monitor(self, ref: Ref, flush: bool, answered: bool = False) -> None:
+        self._rt._demonitor(self, ref, answered)
         if flush and self._mailbox:
             for i, m in enumerate(self._mailbox):
                 if m.__class__ is Down and m.ref == ref:

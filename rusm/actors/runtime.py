@@ -278,8 +278,12 @@ class Runtime:
         if caller.node != self.node:
             if self._router is None:
                 self.dead_letters += 1
-            else:
-                self._router.reply(replier or self._self_pid, caller, ref, value)
+                return
+            if replier is not None:  # the reply ends the call's implied monitor
+                callee = self._procs.get(replier.serial)
+                if callee is not None and callee._monitored_by:
+                    callee._monitored_by.pop(ref, None)
+            self._router.reply(replier or self._self_pid, caller, ref, value)
             return
         proc = self._procs.get(caller.serial)
         if proc is None or proc._calls is None or ref not in proc._calls:
@@ -406,7 +410,11 @@ class Runtime:
     def make_ref(self) -> Ref:
         return Ref(self.node, next(self._refs))
 
-    def _monitor(self, watcher: Process, target: Pid | str | tuple[str, str]) -> Ref:
+    def _monitor(
+        self, watcher: Process, target: Pid | str | tuple[str, str], by_call: bool = False
+    ) -> Ref:
+        """Monitor ``target``. With ``by_call``, a remote target's monitor is
+        implied by the ``CallRequest`` that follows (no ``Monitor`` frame)."""
         ref = self.make_ref()
         remote = _remote_node(target, self.node)
         if remote is not None:
@@ -417,7 +425,8 @@ class Runtime:
                 watcher._monitors = {}
             watcher._monitors[ref] = target  # type: ignore[assignment]
             self._index(remote, watcher)
-            self._router.monitor(watcher.pid, target, ref)  # type: ignore[arg-type]
+            if not by_call:
+                self._router.monitor(watcher.pid, target, ref)  # type: ignore[arg-type]
             return ref
         if target.__class__ is tuple:
             target = target[0]  # (name, this node)
@@ -433,12 +442,14 @@ class Runtime:
         proc._monitored_by[ref] = watcher
         return ref
 
-    def _demonitor(self, watcher: Process, ref: Ref) -> None:
+    def _demonitor(self, watcher: Process, ref: Ref, answered: bool = False) -> None:
+        """Cancel a monitor. ``answered``: a remote call's reply came, and the
+        callee's node dropped the call's implied monitor when it replied."""
         if watcher._monitors is None:
             return
         proc = watcher._monitors.pop(ref, None)
         if proc.__class__ is not Process:
-            if proc is not None and self._router is not None:
+            if proc is not None and self._router is not None and not answered:
                 self._router.demonitor(watcher.pid, proc, ref)  # type: ignore[arg-type]
         elif proc._monitored_by is not None:
             proc._monitored_by.pop(ref, None)
@@ -564,10 +575,18 @@ class Runtime:
         self._deliver(proc, msg)
 
     def remote_call(self, src: Pid, dst: Pid | str, ref: Ref, request: Any) -> None:
+        """A call from another node. It implies a monitor of the callee by the
+        caller, which the reply (or the callee's exit) ends."""
         proc = self._local_dest(dst)
         if proc is None:
-            self.dead_letters += 1  # the caller's monitor reports noproc
+            self.dead_letters += 1
+            if self._router is not None:
+                self._router.down(dst, src, ref, NOPROC)
             return
+        if proc._monitored_by is None:
+            proc._monitored_by = {}
+        proc._monitored_by[ref] = src
+        self._index(src.node, proc)
         self._deliver(proc, Call(src, ref, request, self, proc.pid))
 
     def remote_reply(self, src: Pid, dst: Pid, ref: Ref, value: Any) -> None:
