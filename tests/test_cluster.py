@@ -123,6 +123,9 @@ async def test_a_call_across_nodes_returns_the_reply_or_fails_typed(cluster: Clu
     london.runtime.register("silent", london.runtime.spawn(silent))
     with pytest.raises(Timeout):
         await tokyo.call("london", "silent", 1, timeout=0.2)
+    with pytest.raises(CallFailed) as failed:  # at once, not after the timeout
+        await tokyo.call("paris", "echo", 1, timeout=60)
+    assert failed.value.reason == "noconnection"
 
 
 async def test_a_remote_call_monitors_the_callee_only_until_it_is_answered(

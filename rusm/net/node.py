@@ -444,7 +444,8 @@ class _Router:
     def call(self, src: Pid, dst: RemoteDest, ref: Ref, request: Any) -> None:
         peer, d = self._peer(dst)
         if peer is None:
-            self.rt.dead_letters += 1  # the caller's monitor has fired noconnection
+            self.rt.dead_letters += 1
+            self.rt.remote_down(dst, src, ref, NOCONNECTION)  # type: ignore[arg-type]
             return
         peer.pair(lambda seq: CallRequest(src, d, seq, ref, request), src, d)
 
