@@ -16,7 +16,8 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -97,6 +98,10 @@ class ClusterNode:
         self._spawnables: dict[str, Body] = {}
         self._node_watchers: dict[str, list[Pid]] = {}
         self._closing = False
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._handlers: dict[str, Callable[[Peer, tuple[Any, ...]], Any]] = {}
+        self.started = time.monotonic()
+        """When the node started (``time.monotonic()``), for its uptime."""
         self._keeper: Pid | None = None
         self.registry = GlobalRegistry(name, self._broadcast, runtime.send, self._watch_global)
         runtime.set_router(_Router(self), node=name)
@@ -194,6 +199,8 @@ class ClusterNode:
         if self._closing:
             return
         self._closing = True
+        for closer in reversed(self._closers):
+            await closer()
         self.runtime.close()
         await self.runtime.wait_closed()
         for link in {*self._links, *(p.link for p in self._peers.values())}:
@@ -203,6 +210,16 @@ class ClusterNode:
             self._forget(link)
         if self._server is not None:
             self._server.close()
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have ``close`` await ``closer()`` first (latest first): services
+        that run on the node (the observe channel) stop with it."""
+        self._closers.append(closer)
+
+    def handle_requests(self, method: str, handler: Callable[[Peer, tuple[Any, ...]], Any]) -> None:
+        """Answer control-plane requests ``method`` with ``handler(peer, args)``;
+        it returns the value or raises RemoteError."""
+        self._handlers[method] = handler
 
     async def wait_closed(self) -> None:
         await self.runtime.wait_closed()
@@ -334,9 +351,12 @@ class ClusterNode:
     def _request_received(self, peer: Peer, req: Request) -> None:
         handler = _RPC.get(req.method)
         try:
-            if handler is None:
+            if handler is not None:
+                value = handler(self, *req.args)
+            elif req.method in self._handlers:
+                value = self._handlers[req.method](peer, req.args)
+            else:
                 raise RemoteError(f"unknown request {req.method!r}")
-            value = handler(self, *req.args)
         except RemoteError as e:
             peer.respond(req.id, False, (e.kind, str(e)))
         except TypeError as e:

@@ -1,43 +1,13 @@
-"""The ``rusm`` command line (click)."""
+"""``rusm cert``: the certificates nodes present to each other."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-__all__ = ["cli", "main"]
-
-
-@click.group()
-@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
-def cli(verbose: int) -> None:
-    """RUSM: actor nodes that cluster, and live attach to running nodes."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-@cli.command("demo")
-@click.option("--actors", "actors_only", is_flag=True,
-              help="Run the local actor workload (the only demo until the cluster lands).")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-              help="How long the workload runs.")
-def demo_command(actors_only: bool, seconds: float) -> None:
-    """Run a demo workload and print what it does.
-
-    Today this is the local actor workload: a supervisor with a bursty
-    producer, a slow consumer and a crashing worker it keeps restarting.
-    """
-    from .demo import actors
-
-    if not logging.getLogger().isEnabledFor(logging.INFO):
-        # The crashes are the point of the demo and the watcher reports them;
-        # their tracebacks show with -v.
-        logging.getLogger("rusm.actors").setLevel(logging.CRITICAL)
-    asyncio.run(actors.run(seconds, lambda line: click.echo(line)))
+from . import cli
 
 
 @cli.group("cert")
@@ -60,7 +30,7 @@ def _days_option(default: int) -> Callable[[Callable[..., None]], Callable[..., 
 
 
 def _save(save: Callable[..., list[Path]], directory: Path, force: bool) -> list[Path]:
-    from .net import tls
+    from ..net import tls
 
     try:
         return save(directory, overwrite=force)
@@ -77,7 +47,7 @@ def _save(save: Callable[..., list[Path]], directory: Path, force: bool) -> list
 @_FORCE
 def cert_ca_command(directory: Path, days: int, force: bool) -> None:
     """Make a cluster CA in DIR (ca.pem and ca-key.pem)."""
-    from .net import tls
+    from ..net import tls
 
     ca = tls.ClusterCa.generate(days=days)
     cert_path, key_path = _save(ca.save, directory, force)
@@ -97,7 +67,7 @@ def cert_ca_command(directory: Path, days: int, force: bool) -> None:
 @_FORCE
 def cert_issue_command(name: str, ca_dir: Path, out_dir: Path, days: int, force: bool) -> None:
     """Issue node NAME a certificate signed by the cluster CA."""
-    from .net import tls
+    from ..net import tls
 
     try:
         tls.validate_node_name(name)
@@ -124,7 +94,7 @@ def cert_identity_command(directory: Path, days: int, force: bool) -> None:
     Any holder of its key is trusted as any node: use it for a small cluster
     you control; use rusm cert ca and rusm cert issue to tell nodes apart.
     """
-    from .net import tls
+    from ..net import tls
 
     paths = _save(tls.Identity.generate(days=days).save, directory, force)
     click.echo(f"shared identity written to {directory} (copy the directory to every node):")
@@ -136,7 +106,3 @@ def _echo_identity_files(paths: list[Path]) -> None:
     click.echo(f"  {cert_path}  certificate the node presents")
     click.echo(f"  {key_path}  private key (mode 0600)")
     click.echo(f"  {trust_path}  trust anchor the node checks peers against")
-
-
-def main() -> None:
-    cli()

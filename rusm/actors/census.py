@@ -1,0 +1,87 @@
+"""Cheap whole-runtime scans for observers: totals and the top N processes.
+
+An observer samples a node with maybe 100k processes several times a second,
+so these read the process table directly, build a :class:`ProcessInfo` only
+for the rows they return, and select the top N with a heap, not a sort.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .info import ProcessInfo
+from .process import Process
+from .runtime import Runtime
+
+__all__ = ["TOP_KEYS", "mailbox_depths", "top", "total_mailbox"]
+
+
+def _mailbox(p: Process) -> int:
+    mb = p._mailbox
+    return len(mb) if mb else 0
+
+
+def _monitors(p: Process) -> int:
+    return len(p._monitors or ()) + len(p._monitored_by or ())
+
+
+TOP_KEYS: dict[str, tuple[Callable[[Process], Any], bool]] = {
+    "mailbox": (_mailbox, True),
+    "received": (lambda p: p._received, True),
+    "sent": (lambda p: p._sent, True),
+    "links": (lambda p: len(p._links or ()), True),
+    "monitors": (_monitors, True),
+    "pid": (lambda p: p.pid.serial, False),
+    "label": (lambda p: (p.label or "", p.pid.serial), False),
+    "age": (lambda p: p.spawned_at, False),
+}
+"""Sort key -> (key function, largest first)."""
+
+
+def total_mailbox(rt: Runtime) -> int:
+    """Messages waiting in every mailbox of ``rt``."""
+    return sum(len(mb) for p in rt._procs.values() if (mb := p._mailbox))
+
+
+def mailbox_depths(rt: Runtime, serials: list[int]) -> list[int]:
+    """The mailbox depth of each serial (0 for a process that is gone)."""
+    procs = rt._procs
+    out = []
+    for s in serials:
+        p = procs.get(s)
+        out.append(_mailbox(p) if p is not None else 0)
+    return out
+
+
+def _matches(p: Process, needle: str) -> bool:
+    if p.label and needle in p.label.lower():
+        return True
+    if needle in str(p.pid).lower():
+        return True
+    return any(needle in n.lower() for n in p._names or ())
+
+
+def top(
+    rt: Runtime, n: int, key: str = "mailbox", filter: str = ""
+) -> tuple[list[ProcessInfo], int]:
+    """The first ``n`` processes by ``key`` (see TOP_KEYS) among those whose
+    pid, label or a name contains ``filter`` (case-insensitive), and how many
+    matched. Ties keep pid order."""
+    fn, largest = TOP_KEYS[key]
+    procs: Any = rt._procs.values()
+    if filter:
+        needle = filter.lower()
+        procs = [p for p in procs if _matches(p, needle)]
+        matched = len(procs)
+    else:
+        matched = len(rt._procs)
+    pick = heapq.nlargest if largest else heapq.nsmallest
+    chosen = pick(n, procs, key=fn) if n > 0 else []
+    return [rt._info(p) for p in chosen], matched
+
+
+def uptime_of(info: ProcessInfo) -> float:
+    return max(0.0, time.time() - info.spawned_at)

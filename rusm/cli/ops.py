@@ -1,0 +1,162 @@
+"""``rusm attach`` (the line REPL) and the one-shot ops commands
+``rusm ps|send|spawn|kill TARGET ...``.
+
+TARGET is a node name on this machine (found in the node directory) or
+``NAME@HOST:PORT`` with ``--identity DIR`` (QUIC, as a hidden node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import cli
+from .node import load_identity
+
+_IDENTITY = click.option(
+    "--identity", "identity_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Cluster identity for a remote NAME@HOST:PORT target.",
+)
+
+
+def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[int]],
+         **subscription: Any) -> None:
+    """Attach, run ``job(client)``, detach; exit with its status. Errors are one line."""
+    from ..net.observe import AttachError, CommandError, Subscription, connect
+
+    async def main() -> int:
+        client = await connect(
+            target, identity=load_identity(identity_dir),
+            subscription=Subscription(**subscription), reconnect=False,
+        )
+        try:
+            return await job(client)
+        finally:
+            await client.close()
+
+    try:
+        status = asyncio.run(main())
+    except (AttachError, CommandError) as e:
+        raise click.ClickException(str(e)) from e
+    except TimeoutError as e:
+        raise click.ClickException(f"{target} did not answer in time") from e
+    sys.exit(status)
+
+
+async def _command(client: Any, cmd: str, args: dict[str, Any]) -> int:
+    from ..net.observe import CommandError
+
+    try:
+        value = await client.command(cmd, **args)
+    except CommandError as e:
+        click.echo(f"error ({e.kind}): {e.message}", err=True)
+        return 1
+    click.echo(_show(value))
+    return 0
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "ok"
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=2, default=str)
+    return str(value)
+
+
+@cli.command("ps")
+@click.argument("target")
+@_IDENTITY
+@click.option("--json", "as_json", is_flag=True, help="The whole sample as JSON.")
+@click.option("--sort", default="mailbox", show_default=True, help="Sort key.")
+@click.option("--limit", type=click.IntRange(0, 1000), default=30, show_default=True)
+@click.option("--filter", "filter_", default="", help="Only pids, labels, names containing it.")
+def ps_command(target: str, identity_dir: Path | None, as_json: bool, sort: str, limit: int,
+               filter_: str) -> None:
+    """Print TARGET's process table once."""
+    from ..net.observe.cmdline import format_table
+
+    async def job(client: Any) -> int:
+        sample = await client.next_sample()
+        if as_json:
+            d = sample.to_wire()
+            d.pop("t")
+            click.echo(json.dumps(d, default=list))
+        else:
+            click.echo(format_table(sample))
+        return 0
+
+    _run(target, identity_dir, job, sort=sort, limit=limit, filter=filter_)
+
+
+@cli.command("send")
+@click.argument("target")
+@click.argument("dest")
+@click.argument("term")
+@_IDENTITY
+def send_command(target: str, dest: str, term: str, identity_dir: Path | None) -> None:
+    """Send TERM (a Python literal) to DEST (a pid or registered name) on TARGET."""
+    from ..net.observe.cmdline import parse_term
+
+    msg = _literal(parse_term, term)
+    _run(target, identity_dir, lambda c: _command(c, "send", {"dest": dest, "msg": msg}),
+         detail=False)
+
+
+@cli.command("spawn")
+@click.argument("target")
+@click.argument("factory")
+@click.argument("args", required=False, default="")
+@_IDENTITY
+def spawn_command(target: str, factory: str, args: str, identity_dir: Path | None) -> None:
+    """Start FACTORY on TARGET with ARGS (a Python literal list); prints the pid."""
+    from ..net.observe.cmdline import parse_term
+
+    value = _literal(parse_term, args) if args else []
+    arglist = list(value) if isinstance(value, list | tuple) else [value]
+    _run(target, identity_dir,
+         lambda c: _command(c, "spawn", {"factory": factory, "args": arglist}), detail=False)
+
+
+@cli.command("kill")
+@click.argument("target")
+@click.argument("pid")
+@click.argument("reason", required=False)
+@_IDENTITY
+def kill_command(target: str, pid: str, reason: str | None, identity_dir: Path | None) -> None:
+    """Send PID on TARGET an exit signal (default reason kill: untrappable)."""
+    args: dict[str, Any] = {"pid": pid}
+    if reason is not None:
+        args["reason"] = reason
+    _run(target, identity_dir, lambda c: _command(c, "kill", args), detail=False)
+
+
+def _literal(parse: Callable[[str], Any], text: str) -> Any:
+    from ..net.observe import CommandError
+
+    try:
+        return parse(text)
+    except CommandError as e:
+        raise click.BadParameter(e.message) from e
+
+
+@cli.command("attach")
+@click.argument("target")
+@_IDENTITY
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
+def attach_command(target: str, identity_dir: Path | None, interval: float) -> None:
+    """A line REPL on TARGET: ps, info, send, spawn, kill, nodes... (type help).
+
+    On a terminal it has history and tab completion of pids, names and
+    factories; otherwise it reads commands from stdin, one per line, and
+    exits 1 if any failed.
+    """
+    from .repl import Repl
+
+    tty = sys.stdin.isatty()
+    _run(target, identity_dir, lambda c: Repl(c, tty).run(), interval=interval)

@@ -1,0 +1,125 @@
+"""The ``rusm attach`` REPL over an observe client."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from ..net.observe import CommandError, FeedStatus
+from ..net.observe.cmdline import HELP, format_table, parse
+
+WORDS = ("ps", "detail", "info", "send", "spawn", "kill", "nodes", "sort", "filter", "limit",
+         "interval", "help", "quit")
+
+
+class Repl:
+    def __init__(self, client: Any, tty: bool) -> None:
+        self.client = client
+        self.tty = tty
+        self.failed = 0
+        self.stale = True  # the subscription changed: ps waits for a fresh sample
+        self.names: list[str] = []
+
+    async def run(self) -> int:
+        watcher = asyncio.create_task(self._watch())
+        try:
+            if self.tty:
+                await self._refresh_names()
+                self._setup_readline()
+                click.echo(f"attached to {self.client.target}; type help")
+            while True:
+                line = await self._read()
+                if line is None:
+                    break
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                if not await self.execute(line):
+                    break
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        return 1 if self.failed and not self.tty else 0
+
+    async def _read(self) -> str | None:
+        if self.tty:
+            try:
+                return await asyncio.to_thread(input, f"{self.client.target}> ")
+            except EOFError:
+                return None
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return line or None
+
+    async def _watch(self) -> None:
+        """Say when the link to the node drops or comes back."""
+        async for event in self.client:
+            if isinstance(event, FeedStatus) and event.state != "connected":
+                click.echo(f"[{event.state}] {event.message}", err=True)
+
+    async def execute(self, line: str) -> bool:
+        """Run one line; False to quit."""
+        try:
+            cmd, args = parse(line)
+            if cmd in ("quit", "exit"):
+                return False
+            if cmd in ("help", "?"):
+                click.echo(HELP)
+            elif cmd == "ps":
+                await self._ps()
+            else:
+                value = await self.client.command(cmd, **args)
+                self.stale = True  # the node sends a fresh sample after a command
+                click.echo(_show(cmd, value))
+                if cmd == "spawn":
+                    await self._refresh_names()
+        except CommandError as e:
+            self.failed += 1
+            click.echo(f"error ({e.kind}): {e.message}")
+        except TimeoutError:
+            self.failed += 1
+            click.echo("error (timeout): the node did not answer in time")
+        return True
+
+    async def _ps(self) -> None:
+        client = self.client
+        if self.stale or client.latest is None:
+            client.changed.clear()
+            async with asyncio.timeout(10):
+                await client.changed.wait()
+            self.stale = False
+        click.echo(format_table(client.latest))
+
+    async def _refresh_names(self) -> None:
+        try:
+            names = await self.client.command("names")
+        except CommandError:
+            return
+        self.names = [*names["local"], *names["global"], *names["factories"]]
+
+    def _setup_readline(self) -> None:
+        try:
+            import readline
+        except ImportError:  # pragma: no cover - not on every platform
+            return
+
+        def complete(text: str, state: int) -> str | None:
+            latest = self.client.latest
+            pids = [r.pid for r in latest.rows] if latest is not None else []
+            options = [w for w in (*WORDS, *pids, *self.names) if w.startswith(text)]
+            return options[state] if state < len(options) else None
+
+        readline.set_completer(complete)
+        readline.set_completer_delims(" \t")
+        readline.parse_and_bind("tab: complete")
+
+
+def _show(cmd: str, value: Any) -> str:
+    if cmd == "info" and isinstance(value, dict):
+        return "\n".join(f"{k:>13}: {v}" for k, v in value.items())
+    if cmd == "nodes":
+        return ", ".join(value) or "(no connected nodes)"
+    if value is None:
+        return "ok"
+    return f"ok: {value}"

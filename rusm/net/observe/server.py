@@ -1,0 +1,224 @@
+"""The observe channel's servers: WebSocket for local clients, control RPC for
+remote (hidden-node) attachers over QUIC.
+
+WebSocket guardrails (see docs/OPERATIONS.md): the token in an
+``Authorization: Bearer`` header, compared in constant time (none or wrong:
+401, no hint); any ``Origin`` header (a browser page): 403; a ``Host`` that is
+not loopback (DNS rebinding): 403; no compression; ``max_size`` for commands;
+at most ``max_observers`` at once (503 beyond).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import ipaddress
+import logging
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..messages import RemoteError
+from ..node import ClusterNode
+from ..peer import Peer
+from ..terms import UnsendableTerm
+from .protocol import OBSERVE_VERSION, CommandError, decode, encode
+from .session import Session, observatory
+
+__all__ = ["ObserveServer", "serve_attachers", "serve_observe"]
+
+log = logging.getLogger("rusm.net.observe")
+
+MAX_MESSAGE = 64 * 1024
+"""Largest message a client may send (commands are small)."""
+MAX_OBSERVERS = 16
+QUIC_MAX_SAMPLE = 60 * 1024
+"""A sample sent over the control RPC must fit one control frame (64 KiB):
+rows are dropped (and counted as omitted) until it does."""
+
+
+def _is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.startswith("["):  # [::1]:port
+        name = host[1 : host.find("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class ObserveServer:
+    """The WebSocket observe channel of one node (``serve_observe`` starts it)."""
+
+    def __init__(self, node: ClusterNode, token: str, max_observers: int) -> None:
+        self.node = node
+        self.token = token.encode()
+        self.max_observers = max_observers
+        self.observers: set[ServerConnection] = set()
+        self.server: Server | None = None
+
+    def local_addr(self) -> tuple[str, int]:
+        assert self.server is not None
+        sock = next(iter(self.server.sockets))
+        host, port = sock.getsockname()[:2]
+        return host, port
+
+    def _refuse(
+        self, conn: ServerConnection, status: http.HTTPStatus, why: str, text: str
+    ) -> Response:
+        log.warning("observe: refused %s: %s", conn.remote_address, why)
+        return conn.respond(status, text + "\n")
+
+    def check(self, conn: ServerConnection, request: Request) -> Response | None:
+        headers = request.headers
+        if "Origin" in headers:
+            return self._refuse(
+                conn, http.HTTPStatus.FORBIDDEN, "request from a browser (Origin header)",
+                "browser requests are not allowed",
+            )
+        if not _is_loopback_host(headers.get("Host")):
+            return self._refuse(
+                conn, http.HTTPStatus.FORBIDDEN, f"Host {headers.get('Host')!r} is not loopback",
+                "forbidden",
+            )
+        auth = headers.get("Authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.token):
+            why = "no token" if not auth else "wrong token"
+            return self._refuse(conn, http.HTTPStatus.UNAUTHORIZED, why, "unauthorized")
+        if len(self.observers) >= self.max_observers:
+            return self._refuse(
+                conn, http.HTTPStatus.SERVICE_UNAVAILABLE,
+                f"already {len(self.observers)} observers", "too many observers",
+            )
+        return None
+
+    async def handle(self, conn: ServerConnection) -> None:
+        self.observers.add(conn)
+        session = Session(observatory(self.node))
+        log.info("observe: %s attached to %s", conn.remote_address, self.node.name)
+        await conn.send(encode({"t": "hello", "node": self.node.name, "version": OBSERVE_VERSION}))
+        wake = asyncio.Event()
+        pusher = asyncio.create_task(self._push(conn, session, wake))
+        try:
+            async for data in conn:
+                reply = self._reply(session, data)
+                if reply.get("ok"):
+                    wake.set()  # what a command changed shows at once
+                await conn.send(encode(reply))
+        except ConnectionClosed:
+            pass
+        finally:
+            pusher.cancel()
+            await asyncio.gather(pusher, return_exceptions=True)
+            self.observers.discard(conn)
+            log.info("observe: %s detached", conn.remote_address)
+
+    def _reply(self, session: Session, data: str | bytes) -> dict[str, Any]:
+        rid: Any = None
+        cmd: Any = None
+        try:
+            if isinstance(data, str):
+                raise CommandError("bad_request", "messages are binary msgpack, not text")
+            message = decode(data)
+            rid, cmd = message.get("id"), message.get("cmd")
+            if message["t"] != "cmd":
+                raise CommandError("bad_request", f"unknown message type {message['t']!r}")
+            value = session.handle(message)
+            encode({"value": value})
+        except CommandError as e:
+            log.info("observe: command %r refused: %s", cmd, e.message)
+            return {"t": "reply", "id": rid, "cmd": cmd, "ok": False,
+                    "error": e.kind, "message": e.message}
+        except (UnsendableTerm, TypeError) as e:
+            return {"t": "reply", "id": rid, "cmd": cmd, "ok": False,
+                    "error": "bad_request", "message": str(e)}
+        return {"t": "reply", "id": rid, "cmd": cmd, "ok": True, "value": value}
+
+    async def _push(self, conn: ServerConnection, session: Session, wake: asyncio.Event) -> None:
+        while True:
+            await conn.send(encode(session.sample().to_wire()))
+            wake.clear()
+            try:
+                async with asyncio.timeout(session.subscription.interval):
+                    await wake.wait()
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+
+async def serve_observe(
+    node: ClusterNode,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    token: str,
+    max_observers: int = MAX_OBSERVERS,
+) -> ObserveServer:
+    """Serve ``node``'s observe channel on ``host:port``; it stops when the node closes."""
+    obs = ObserveServer(node, token, max_observers)
+    obs.server = await serve(
+        obs.handle,
+        host,
+        port,
+        process_request=obs.check,
+        compression=None,
+        max_size=MAX_MESSAGE,
+        max_queue=16,
+        server_header=None,
+    )
+    node.on_close(obs.close)
+    log.info("node %s: observe channel on ws://%s:%d", node.name, *obs.local_addr())
+    return obs
+
+
+def serve_attachers(node: ClusterNode) -> None:
+    """Answer ``observe`` control requests: peers (hidden attachers) get the
+    same samples and commands as WebSocket clients. One session per peer."""
+    obs = observatory(node)
+    sessions: dict[str, tuple[Peer, Session]] = {}
+
+    def handle(peer: Peer, args: tuple[Any, ...]) -> Any:
+        for name in [n for n, (p, _) in sessions.items() if node._peers.get(n) is not p]:
+            del sessions[name]  # peers that went away
+        assert peer.name is not None
+        entry = sessions.get(peer.name)
+        if entry is None or entry[0] is not peer:
+            entry = sessions[peer.name] = (peer, Session(obs))
+        session = entry[1]
+        if len(args) != 1 or not isinstance(args[0], dict):
+            raise RemoteError.from_wire("bad_request", "observe takes one message map")
+        message = args[0]
+        try:
+            if message.get("t") == "poll":
+                return _fitted(session)
+            if message.get("t") == "cmd":
+                return session.handle(message)
+            raise CommandError("bad_request", f"unknown message type {message.get('t')!r}")
+        except CommandError as e:
+            raise RemoteError.from_wire(e.kind, e.message) from e
+
+    node.handle_requests("observe", handle)
+
+
+def _fitted(session: Session) -> dict[str, Any]:
+    """The next sample, with rows dropped until it fits one control frame."""
+    sample = session.sample().to_wire()
+    while len(encode(sample)) > QUIC_MAX_SAMPLE and sample["rows"]:
+        keep = len(sample["rows"]) // 2
+        sample["omitted"] += len(sample["rows"]) - keep
+        sample["rows"] = sample["rows"][:keep]
+    return sample

@@ -1,0 +1,318 @@
+"""The node side of the observe protocol, whatever the transport.
+
+An :class:`Observatory` belongs to one :class:`ClusterNode`: it keeps the
+node's short history (a tick task owned by the observatory, stopped when the
+node closes) and runs commands. Each attached client gets a :class:`Session`
+(its subscription, its sample counter, the counters its rates are computed
+from). The WebSocket server pushes ``session.sample()`` at the subscription's
+interval; a QUIC attacher polls for it over the control RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from rusm.actors import census
+from rusm.actors.errors import RusmError
+from rusm.actors.info import ProcessInfo
+from rusm.actors.messages import KILL
+from rusm.actors.pid import Pid
+
+from ..messages import RemoteError
+from ..node import ClusterNode
+from ..terms import UnsendableTerm
+from .protocol import (
+    COMMANDS,
+    CommandError,
+    History,
+    ProcessRow,
+    Sample,
+    Subscription,
+    Totals,
+    encode,
+)
+
+__all__ = ["Observatory", "Session", "observatory"]
+
+log = logging.getLogger("rusm.net.observe")
+
+HISTORY_POINTS = 120
+"""Points of history kept per series."""
+HISTORY_STEP = 1.0
+"""Seconds between history points."""
+TRACKED_MAX = 2000
+"""Most processes whose mailbox history is kept (those samples showed lately)."""
+
+
+def observatory(node: ClusterNode) -> Observatory:
+    """The node's observatory, made (and its history started) on first use."""
+    obs: Observatory | None = getattr(node, "_observatory", None)
+    if obs is None:
+        obs = Observatory(node)
+        node._observatory = obs  # type: ignore[attr-defined]
+        node.on_close(obs.close)
+    return obs
+
+
+class Observatory:
+    def __init__(self, node: ClusterNode, step: float = HISTORY_STEP) -> None:
+        self.node = node
+        self.rt = node.runtime
+        self.step = step
+        self.processes: deque[int] = deque(maxlen=HISTORY_POINTS)
+        self.mailbox: deque[int] = deque(maxlen=HISTORY_POINTS)
+        self.rows: dict[int, deque[int]] = {}
+        """Mailbox history by serial, for processes shown lately."""
+        self._seen: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
+            self._ticker(), name=f"rusm.observe.history:{node.name}"
+        )
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _ticker(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(self.step)
+
+    def tick(self) -> None:
+        """Append one history point: process count, total mailbox, tracked rows."""
+        self.processes.append(len(self.rt._procs))
+        self.mailbox.append(census.total_mailbox(self.rt))
+        if not self.rows:
+            return
+        horizon = time.monotonic() - HISTORY_POINTS * self.step
+        for serial in [s for s, t in self._seen.items() if t < horizon]:
+            del self._seen[serial]
+            self.rows.pop(serial, None)
+        serials = list(self.rows)
+        for serial, depth in zip(serials, census.mailbox_depths(self.rt, serials), strict=True):
+            self.rows[serial].append(depth)
+
+    def track(self, infos: list[ProcessInfo]) -> None:
+        now = time.monotonic()
+        for info in infos:
+            serial = info.pid.serial
+            if serial not in self.rows:
+                if len(self.rows) >= TRACKED_MAX:
+                    continue
+                self.rows[serial] = deque([info.mailbox_depth], maxlen=HISTORY_POINTS)
+            self._seen[serial] = now
+
+    # -- commands --------------------------------------------------------------
+
+    def command(self, session: Session, cmd: str, args: dict[str, Any]) -> Any:
+        """Run one command; raises CommandError with a message a person can act on."""
+        handler = getattr(self, f"_cmd_{cmd}", None) if cmd in COMMANDS else None
+        if handler is None:
+            raise CommandError(
+                "unknown_command", f"unknown command {cmd!r}; commands: {', '.join(COMMANDS)}"
+            )
+        try:
+            return handler(session, **args)
+        except TypeError as e:
+            raise CommandError("bad_request", f"{cmd}: {e}") from e
+
+    def _cmd_subscribe(self, session: Session, **changes: Any) -> None:
+        session.subscription.update(changes)
+        session.history_due = True
+
+    def _cmd_detail(self, session: Session, on: Any) -> None:
+        session.subscription.update({"detail": on})
+
+    def _pid(self, text: Any) -> Pid:
+        if isinstance(text, Pid):
+            return text
+        if not isinstance(text, str):
+            raise CommandError("bad_request", f"a pid is text like <{self.node.name}.12>")
+        try:
+            return Pid.parse(text if text.startswith("<") else f"<{text}>")
+        except (ValueError, RusmError) as e:
+            raise CommandError(
+                "bad_request", f"{text!r} is not a pid (write it like <{self.node.name}.12>)"
+            ) from e
+
+    def _live(self, text: Any) -> Pid:
+        pid = self._pid(text)
+        if pid.node != self.node.name:
+            raise CommandError(
+                "bad_request", f"{pid} is a process of node {pid.node}; attach to that node"
+            )
+        if self.rt.process_info(pid) is None:
+            raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
+        return pid
+
+    def _dest(self, dest: Any) -> Pid | str:
+        if isinstance(dest, str) and not dest.startswith("<"):
+            if self.rt.whereis(dest) is not None:
+                return dest
+            pid = self.node.whereis_global(dest)
+            if pid is not None:
+                return pid
+            raise CommandError(
+                "no_such_process", f"no process is registered as {dest!r} on {self.node.name}"
+            )
+        pid = self._pid(dest)
+        if pid.node == self.node.name and self.rt.process_info(pid) is None:
+            raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
+        return pid
+
+    def _cmd_send(self, session: Session, dest: Any, msg: Any) -> str:
+        target = self._dest(dest)
+        try:
+            encode({"t": "check", "msg": msg})  # a term, or a clear error
+        except (UnsendableTerm, RusmError) as e:
+            raise CommandError("unsendable", str(e)) from e
+        self.rt.send(target, msg)
+        log.info("observe: send to %s from an observer", target)
+        return str(target)
+
+    def _cmd_spawn(self, session: Session, factory: Any, args: Any = ()) -> str:
+        if not isinstance(factory, str):
+            raise CommandError("bad_request", "spawn: the factory is a name (text)")
+        if not isinstance(args, list | tuple):
+            raise CommandError("bad_request", "spawn: args is a list")
+        try:
+            pid = self.node._rpc_spawn(factory, tuple(args))
+        except RemoteError as e:
+            raise CommandError(e.kind, str(e)) from e
+        log.info("observe: spawned %s %s from an observer", factory, pid)
+        return str(pid)
+
+    def _cmd_kill(self, session: Session, pid: Any, reason: Any = KILL) -> str:
+        target = self._live(pid)
+        self.rt.exit(target, reason)
+        log.info("observe: exit %s reason %r from an observer", target, reason)
+        return str(target)
+
+    _cmd_exit = _cmd_kill
+
+    def _cmd_info(self, session: Session, pid: Any) -> dict[str, Any]:
+        info = self.rt.process_info(self._live(pid))
+        if info is None:  # pragma: no cover - exited between the two lookups
+            raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
+        return {
+            "pid": str(info.pid),
+            "label": info.label,
+            "names": list(info.names),
+            "mailbox_depth": info.mailbox_depth,
+            "links": [str(p) for p in info.links],
+            "monitors": [str(p) for p in info.monitors],
+            "monitored_by": [str(p) for p in info.monitored_by],
+            "status": info.status,
+            "trap_exits": info.trap_exits,
+            "received": info.received,
+            "sent": info.sent,
+            "spawned_at": info.spawned_at,
+        }
+
+    def _cmd_nodes(self, session: Session) -> list[str]:
+        return self.node.nodes()
+
+    def _cmd_names(self, session: Session) -> dict[str, list[str]]:
+        return {
+            "local": sorted(self.rt.registered()),
+            "global": sorted(self.node.registry.names),
+            "factories": sorted(self.node._spawnables),
+        }
+
+
+class Session:
+    """One attached client: its subscription and what its rates start from."""
+
+    def __init__(self, obs: Observatory, subscription: Subscription | None = None) -> None:
+        self.obs = obs
+        self.subscription = subscription or Subscription()
+        self.seq = 0
+        self.history_due = True
+        self._last: tuple[float, int, int, int] | None = None
+
+    def handle(self, message: dict[str, Any]) -> Any:
+        """A command message ``{"t": "cmd", "cmd": ..., "args": {...}}``: its value."""
+        cmd, args = message.get("cmd"), message.get("args", {})
+        if not isinstance(cmd, str) or not isinstance(args, dict):
+            raise CommandError("bad_request", "a command is {cmd: text, args: map}")
+        if not all(isinstance(k, str) for k in args):
+            raise CommandError("bad_request", "command arguments are named by text")
+        return self.obs.command(self, cmd, args)
+
+    def sample(self, max_rows: int | None = None) -> Sample:
+        obs, rt, sub = self.obs, self.obs.rt, self.subscription
+        now = time.monotonic()
+        stats = rt.stats()
+        mailbox = census.total_mailbox(rt)
+        rates = (0.0, 0.0, 0.0)
+        if self._last is not None:
+            then, messages, dead, mb = self._last
+            dt = max(now - then, 1e-6)
+            msgs_in = (stats.messages - messages) / dt
+            msgs_out = max(0.0, (stats.messages - messages - (mailbox - mb)) / dt)
+            rates = (msgs_in, msgs_out, (stats.dead_letters - dead) / dt)
+        self._last = (now, stats.messages, stats.dead_letters, mailbox)
+        infos: list[ProcessInfo] = []
+        matched = stats.processes
+        if sub.detail:
+            limit = sub.limit if max_rows is None else min(sub.limit, max_rows)
+            infos, matched = census.top(rt, limit, sub.sort, sub.filter)
+            obs.track(infos)
+        wall = time.time()
+        rows = tuple(
+            ProcessRow(
+                pid=str(i.pid),
+                label=i.label,
+                names=i.names,
+                mailbox=i.mailbox_depth,
+                links=len(i.links),
+                monitors=len(i.monitors) + len(i.monitored_by),
+                status=i.status,
+                received=i.received,
+                sent=i.sent,
+                age=round(max(0.0, wall - i.spawned_at), 3),
+            )
+            for i in infos
+        )
+        history = None
+        if self.history_due:
+            self.history_due = False
+            history = History(
+                step=obs.step,
+                processes=tuple(obs.processes),
+                mailbox=tuple(obs.mailbox),
+                rows={
+                    str(i.pid): tuple(obs.rows.get(i.pid.serial, ()))
+                    for i in infos
+                },
+            )
+        self.seq += 1
+        return Sample(
+            node=obs.node.name,
+            seq=self.seq,
+            time=wall,
+            uptime=round(now - obs.node.started, 3),
+            processes=stats.processes,
+            totals=Totals(
+                msgs_in_per_s=round(rates[0], 1),
+                msgs_out_per_s=round(rates[1], 1),
+                dead_letters_per_s=round(rates[2], 1),
+                mailbox=mailbox,
+                messages=stats.messages,
+                dead_letters=stats.dead_letters,
+                spawned=stats.spawned,
+                exited=stats.exited,
+            ),
+            nodes=tuple(obs.node.nodes()),
+            detail=sub.detail,
+            sort=sub.sort,
+            rows=rows,
+            matched=matched,
+            omitted=max(0, matched - len(rows)) if sub.detail else matched,
+            history=history,
+        )

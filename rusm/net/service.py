@@ -1,0 +1,136 @@
+"""A node as a service: what ``rusm node start`` runs.
+
+Binds the node, serves its observe channel (WebSocket) and remote attachers
+(control RPC), claims its node-directory entry, runs the user's ``setup``,
+connects to the given peers, and on stop (SIGINT/SIGTERM or ``stop``) closes
+the node and releases the entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rusm.actors.errors import RusmError
+from rusm.actors.runtime import Runtime
+
+from .directory import NodeDirectory, NodeEntry
+from .node import ClusterConfig, ClusterNode
+from .observe.server import serve_attachers, serve_observe
+from .tls import Identity
+
+__all__ = ["AppError", "NodeOptions", "load_app", "run_node"]
+
+log = logging.getLogger("rusm.net.service")
+
+Address = tuple[str, int]
+
+
+class AppError(RusmError):
+    """Raised when ``--app MODULE:FUNCTION`` cannot be loaded or its setup fails."""
+
+
+@dataclass
+class NodeOptions:
+    name: str
+    listen: Address = ("127.0.0.1", 0)
+    observe: Address = ("127.0.0.1", 0)
+    identity: Identity | None = None
+    connect: list[Address] = field(default_factory=list)
+    app: str | None = None
+    idle_timeout: float = 10.0
+    home: Path | None = None
+
+
+def load_app(spec: str) -> Callable[[ClusterNode], Any]:
+    """``MODULE:FUNCTION`` -> the function (the current directory is importable)."""
+    module_name, colon, func_name = spec.partition(":")
+    if not colon or not module_name or not func_name:
+        raise AppError(f"--app takes MODULE:FUNCTION, not {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AppError(f"cannot import {module_name!r} for --app: {e}") from e
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise AppError(f"module {module_name!r} has no function {func_name!r}")
+    return func  # type: ignore[no-any-return]
+
+
+async def run_node(
+    opts: NodeOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[ClusterNode, NodeEntry], None] | None = None,
+) -> None:
+    """Run a node until ``stop`` is set or SIGINT/SIGTERM; raises NodeRunning,
+    AppError, or the node's own errors at start-up."""
+    setup = load_app(opts.app) if opts.app else None
+    directory = NodeDirectory(opts.home)
+    directory.lookup_free(opts.name)
+    identity = opts.identity
+    if identity is None:
+        log.warning(
+            "node %s: no --identity, using a throwaway self-signed identity: "
+            "no other node can link to this one (rusm cert --help)", opts.name,
+        )
+        identity = Identity.generate()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    node = await ClusterNode.bind(
+        opts.name, Runtime(), opts.listen, identity, ClusterConfig(idle_timeout=opts.idle_timeout)
+    )
+    entry: NodeEntry | None = None
+    try:
+        server = await serve_observe(
+            node, opts.observe[0], opts.observe[1], token=NodeEntry.new_token()
+        )
+        serve_attachers(node)
+        entry = NodeEntry(
+            name=opts.name, os_pid=os.getpid(), cluster=node.local_addr(),
+            observe=server.local_addr(), token=server.token.decode(), started=time.time(),
+        )
+        directory.claim(entry)
+        if setup is not None:
+            try:
+                result = setup(node)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as e:
+                raise AppError(f"--app {opts.app} failed in setup: {e!r}") from e
+        for addr in opts.connect:
+            try:
+                remote = await node.connect(addr)
+                log.info("node %s: connected to %s at %s:%d", opts.name, remote.name, *addr)
+            except (RusmError, OSError, TimeoutError) as e:
+                log.error("node %s: cannot connect to %s:%d: %s", opts.name, *addr, e)
+        log.info(
+            "node %s up: cluster %s:%d, observe ws://%s:%d (token in %s)",
+            opts.name, *entry.cluster, *entry.observe, directory.path(opts.name),
+        )
+        if on_ready is not None:
+            on_ready(node, entry)
+        await stop.wait()
+        log.info("node %s stopping", opts.name)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await node.close()
+        if entry is not None:
+            directory.release(entry)
+        log.info("node %s stopped", opts.name)
