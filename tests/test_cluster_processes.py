@@ -223,12 +223,6 @@ async def test_a_node_can_be_connected_again_after_it_restarts(harness: Harness)
     await watcher.nothing_more()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rusm bug: pids carry no node incarnation, so a pid of a node's previous run "
-    "names whichever process of the restarted node has the same serial "
-    "(known gap, see docs/OPERATIONS.md: a stale pid should be a dead letter)",
-)
 async def test_a_pid_of_a_previous_run_of_a_node_reaches_nobody(harness: Harness) -> None:
     first = await harness.child()
     tokyo = await harness.node()

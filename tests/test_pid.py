@@ -2,7 +2,8 @@ import pickle
 
 import pytest
 
-from rusm.actors import Pid, Ref
+from rusm.actors import Pid, Process, Ref, Runtime
+from rusm.net.terms import decode_term, encode_term
 
 
 def test_a_pid_prints_like_erlang_and_parses_back() -> None:
@@ -39,3 +40,31 @@ def test_pids_and_refs_survive_pickling() -> None:
     assert pickle.loads(pickle.dumps(Pid("london", 3))) == Pid("london", 3)
     assert pickle.loads(pickle.dumps(Ref("london", 3))) == Ref("london", 3)
     assert Ref("london", 3) != Pid("london", 3)
+
+
+def test_a_pid_of_another_run_of_the_same_node_is_a_different_pid() -> None:
+    a, b = Pid("london", 7, creation=1), Pid("london", 7, creation=2)
+    assert a != b and str(a) == str(b) == "<london.7>"
+    assert pickle.loads(pickle.dumps(b)) == b
+
+
+def test_a_pid_crosses_the_wire_with_its_creation() -> None:
+    pid = Pid("london", 7, creation=2**32 - 1)
+    back = decode_term(encode_term([pid]))[0]
+    assert back == pid and back.creation == 2**32 - 1
+
+
+async def test_a_pid_of_a_previous_run_reaches_no_process_of_this_one() -> None:
+    async with Runtime("london") as rt:
+        async def sink(proc: Process) -> None:
+            await proc.receive()
+
+        pid = rt.spawn(sink)
+        stale = Pid("london", pid.serial, creation=rt.creation ^ 1)
+        before = rt.stats().dead_letters
+        rt.send(stale, "hello?")
+        assert rt.stats().dead_letters == before + 1
+        assert rt.process_info(stale) is None and not rt.is_alive(stale)
+        assert rt.process_info(pid).mailbox_depth == 0  # type: ignore[union-attr]
+        # A pid typed by hand has no creation and names the process there now.
+        assert rt.is_alive(Pid.parse(str(pid)))

@@ -103,8 +103,10 @@ def framed(body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
-def ext_id(tag: int, node: str, serial: int) -> ormsgpack.Ext:
-    return ormsgpack.Ext(tag, struct.pack(">Q", serial) + node.encode())
+def ext_id(tag: int, node: str, serial: int, creation: int = 0) -> ormsgpack.Ext:
+    """A Pid ext (tag 1: serial, creation, node) or Ref ext (tag 2: serial, node)."""
+    head = struct.pack(">QI", serial, creation) if tag == 1 else struct.pack(">Q", serial)
+    return ormsgpack.Ext(tag, head + node.encode())
 
 
 SRC = ext_id(1, "london", 42)
@@ -543,7 +545,8 @@ def test_an_unknown_ext_type_is_malformed(tag: int) -> None:
     "ext",
     [
         ext_id(1, "", 1),  # a pid needs a node name
-        ormsgpack.Ext(1, b"\x00" * 8 + b"\xff"),  # node not UTF-8
+        ormsgpack.Ext(1, b"\x00" * 12 + b"\xff"),  # node not UTF-8
+        ormsgpack.Ext(1, b"\x00" * 8 + b"node"),  # no room for the creation
         ext_id(1, "two words", 1),
         ormsgpack.Ext(2, b"short"),
         ormsgpack.Ext(3, b"\x01"),  # a tuple must hold an array

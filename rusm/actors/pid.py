@@ -1,7 +1,12 @@
 """Process identifiers and references.
 
 A :class:`Pid` names its node and a serial unique within that node's runtime,
-printed like Erlang's ``<london.42>``. A :class:`Ref` is a unique token for a
+printed like Erlang's ``<london.42>``. It also carries the runtime's
+*creation* (Erlang's word): a random number drawn when the runtime starts,
+so a pid kept from a node's previous run is not equal to, and reaches none
+of, the processes of its next run. Creation 0 means "not known" (a pid
+written by hand or parsed from text): it is delivered to whichever process
+has the serial now. A :class:`Ref` is a unique token for a
 monitor or a call. Both are frozen, hashable and ordered.
 """
 
@@ -19,13 +24,15 @@ _PID_RE = re.compile(r"<(?P<node>[^<>\s]+)\.(?P<serial>\d+)>")
 class Pid:
     """A process identifier: ``Pid("london", 42)`` prints as ``<london.42>``."""
 
-    __slots__ = ("node", "serial")
+    __slots__ = ("creation", "node", "serial")
     node: str
     serial: int
+    creation: int
 
-    def __init__(self, node: str, serial: int) -> None:
+    def __init__(self, node: str, serial: int, creation: int = 0) -> None:
         _set(self, "node", node)
         _set(self, "serial", serial)
+        _set(self, "creation", creation)
 
     @classmethod
     def parse(cls, text: str) -> Pid:
@@ -44,7 +51,11 @@ class Pid:
     def __eq__(self, other: object) -> bool:
         if type(other) is not Pid:
             return NotImplemented
-        return self.serial == other.serial and self.node == other.node
+        return (
+            self.serial == other.serial
+            and self.node == other.node
+            and self.creation == other.creation
+        )
 
     def __hash__(self) -> int:
         return hash((self.node, self.serial))
@@ -56,10 +67,12 @@ class Pid:
         return f"<{self.node}.{self.serial}>"
 
     def __repr__(self) -> str:
+        if self.creation:
+            return f"Pid({self.node!r}, {self.serial}, creation={self.creation})"
         return f"Pid({self.node!r}, {self.serial})"
 
-    def __reduce__(self) -> tuple[type[Pid], tuple[str, int]]:
-        return (Pid, (self.node, self.serial))
+    def __reduce__(self) -> tuple[type[Pid], tuple[str, int, int]]:
+        return (Pid, (self.node, self.serial, self.creation))
 
 
 class Ref:

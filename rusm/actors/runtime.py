@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import secrets
 import time
 import weakref
 from collections import deque
@@ -89,7 +90,9 @@ class Runtime:
     def __init__(self, node: str = "local", config: RuntimeConfig | None = None) -> None:
         self.node = node
         self.config = config or RuntimeConfig()
-        self._self_pid = Pid(node, 0)
+        self.creation = secrets.randbits(32) or 1
+        """This run's number, in every pid it makes (see :class:`Pid`)."""
+        self._self_pid = Pid(node, 0, self.creation)
         self._router: RemoteRouter | None = None
         self._by_node: dict[str, set[Process]] = {}
         self.spawned = 0
@@ -136,7 +139,7 @@ class Runtime:
             if self.spawned:
                 raise RuntimeError("a runtime's node name can only change before its first spawn")
             self.node = node
-            self._self_pid = Pid(node, 0)
+            self._self_pid = Pid(node, 0, self.creation)
         self._router = router
 
     @property
@@ -184,7 +187,9 @@ class Runtime:
         if not _is_async_callable(body):
             raise TypeError(f"a process body must be an async function, not {body!r}")
         loop = self._loop or self._bind_loop()
-        proc = Process(self, Pid(self.node, next(self._serials)), label, time.time())
+        proc = Process(
+            self, Pid(self.node, next(self._serials), self.creation), label, time.time()
+        )
         if label is None:
             proc.label = getattr(body, "__qualname__", None) or type(body).__qualname__
         self._procs[proc.pid.serial] = proc
@@ -232,6 +237,9 @@ class Runtime:
                 self._send_remote(src, dest, msg)  # type: ignore[arg-type]
                 return
             proc = self._procs.get(dest.serial)  # type: ignore[union-attr]
+            c = dest.creation  # type: ignore[union-attr]
+            if c and c != self.creation:
+                proc = None  # a pid of this node's previous run
         elif cls is str:
             proc = self._names.get(dest)  # type: ignore[arg-type]
         elif isinstance(dest, tuple) and len(dest) == 2 and all(isinstance(x, str) for x in dest):
@@ -347,7 +355,9 @@ class Runtime:
     def _local(self, pid: Pid) -> Process | None:
         if pid.__class__ is not Pid:
             raise TypeError(f"expected a Pid, not {type(pid).__name__}")
-        return self._procs.get(pid.serial) if pid.node == self.node else None
+        if pid.node != self.node or (pid.creation and pid.creation != self.creation):
+            return None
+        return self._procs.get(pid.serial)
 
     def _resolve(self, target: Pid | str) -> Process | None:
         if isinstance(target, str):
@@ -458,7 +468,7 @@ class Runtime:
 
     def exit(self, pid: Pid, reason: Any) -> None:
         """Send an exit signal from outside any process (sender ``<node.0>``)."""
-        self._signal_pid(pid, Pid(self.node, 0), reason)
+        self._signal_pid(pid, self._self_pid, reason)
 
     def kill(self, pid: Pid) -> None:
         """Kill ``pid``: an exit signal ``kill`` that cannot be trapped."""
@@ -562,7 +572,8 @@ class Runtime:
         if dst.__class__ is str:
             return self._names.get(dst)
         if dst.__class__ is Pid and dst.node == self.node:
-            return self._procs.get(dst.serial)
+            c = dst.creation
+            return None if c and c != self.creation else self._procs.get(dst.serial)
         return None
 
     def remote_send(self, src: Pid, dst: Pid | str, msg: Any) -> None:
@@ -668,6 +679,8 @@ class Runtime:
     def process_info(self, pid: Pid) -> ProcessInfo | None:
         """Everything known about a live (or unwinding) process, else None."""
         if pid.node != self.node:
+            return None
+        if pid.creation and pid.creation != self.creation:
             return None
         proc = self._procs.get(pid.serial) or self._unwinding.get(pid.serial)
         return None if proc is None else self._info(proc)

@@ -165,11 +165,17 @@ _packb = ormsgpack.packb
 _unpackb = ormsgpack.unpackb
 _Ext = ormsgpack.Ext
 _U64 = struct.Struct(">Q")
+_PID_HEAD = struct.Struct(">QI")  # serial, creation
+_U32_MAX = 2**32 - 1
 _CACHE_SIZE = 4096  # pids kept by the encoder and by the decoder
 
 
 def _id_payload(node: str, serial: int) -> bytes:
     return _U64.pack(serial) + node.encode()
+
+
+def _pid_payload(pid: Pid) -> bytes:
+    return _PID_HEAD.pack(pid.serial, pid.creation) + pid.node.encode()
 
 
 def _make_defaults() -> list[Callable[[Any], Any]]:
@@ -192,7 +198,7 @@ def _make_defaults() -> list[Callable[[Any], Any]]:
                     return hit[1]
                 if _NODE_RE.fullmatch(obj.node) is None:  # the receiver would refuse it
                     raise TypeError
-                ext = _Ext(EXT_PID, _id_payload(obj.node, obj.serial))
+                ext = _Ext(EXT_PID, _pid_payload(obj))
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
                 cache[id(obj)] = (obj, ext)
@@ -252,6 +258,11 @@ def _id_ext(tag: int, obj: Pid | Ref, path: list[str]) -> Any:
         raise UnsendableTerm(
             f"cannot send {type(obj).__name__} {obj!r}: bad node or serial {_where(path)}"
         )
+    if isinstance(obj, Pid):
+        creation = obj.creation
+        if type(creation) is not int or not 0 <= creation <= _U32_MAX:
+            raise UnsendableTerm(f"cannot send Pid {obj!r}: bad creation {_where(path)}")
+        return _Ext(tag, _pid_payload(obj))
     return _Ext(tag, _id_payload(node, serial))
 
 
@@ -587,9 +598,13 @@ def _ext(data: bytes, tag: int, start: int, length: int) -> tuple[int, int, int]
     end = start + length
     if end > len(data):
         raise _truncated()
-    if tag in (EXT_PID, EXT_REF):
+    if tag == EXT_PID:
+        if length < 13:
+            raise MalformedFrame("remote peer sent a Pid ext shorter than 13 bytes")
+        return -1, -1, end
+    if tag == EXT_REF:
         if length < 9:
-            raise MalformedFrame("remote peer sent a Pid or Ref ext shorter than 9 bytes")
+            raise MalformedFrame("remote peer sent a Ref ext shorter than 9 bytes")
         return -1, -1, end
     if tag in (EXT_TUPLE, EXT_MAP):
         count, pos = _array_header(data, start, end)
@@ -613,12 +628,20 @@ def _parse_id(data: bytes) -> tuple[str, int]:
     return node, _U64.unpack_from(data)[0]
 
 
+def _parse_pid(data: bytes) -> tuple[str, int, int]:
+    node = data[12:].decode()
+    if _NODE_RE.fullmatch(node) is None:
+        raise ValueError(f"bad node name {node[:60]!r} in a Pid")
+    serial, creation = _PID_HEAD.unpack_from(data)
+    return node, serial, creation
+
+
 def _ext_hook(tag: int, data: bytes) -> Any:
     try:
         if tag == EXT_PID:
             pid = _pid_cache.get(data)
             if pid is None:
-                pid = Pid(*_parse_id(data))
+                pid = Pid(*_parse_pid(data))
                 if len(_pid_cache) >= _CACHE_SIZE:
                     _pid_cache.clear()
                 _pid_cache[data] = pid
