@@ -16,6 +16,7 @@ delivered to any of its processes, still accepting good nodes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import datetime as dt
 import ssl
 from collections.abc import AsyncIterator
@@ -412,13 +413,18 @@ async def test_a_connector_claiming_a_name_its_certificate_does_not_carry_is_ref
 
 
 async def test_a_listener_claiming_a_name_its_certificate_does_not_carry_is_refused_at_hello(
-    nodes: Nodes, ca: ClusterCa
+    nodes: Nodes, ca: ClusterCa, caplog: pytest.LogCaptureFixture
 ) -> None:
     liar = await nodes.bind("london", paris_cert_claiming(ca, "london"))
     connector = await nodes.bind("tokyo", ca.issue("tokyo"))
-    err = await assert_connector_refuses(connector, liar, in_handshake=False)
+    with caplog.at_level(logging.INFO, logger="rusm.net.node"):
+        err = await assert_connector_refuses(connector, liar, in_handshake=False)
     assert "claims to be node 'london'" in str(err)
     assert "certificate is for 'paris'" in str(err)
+    # The liar sent its hello but never got the connector's HelloAck: the link
+    # was never up on its side either (no node table change, no registry sync).
+    assert not [r for r in caplog.records if "link to tokyo up" in r.getMessage()]
+    assert liar.nodes() == []
 
 
 async def test_a_hello_name_mismatch_closes_the_link_with_certificate_rejected(

@@ -38,6 +38,7 @@ from .wire import (
     Frame,
     Gossip,
     Hello,
+    HelloAck,
     HelloExpected,
     Link,
     Monitor,
@@ -84,6 +85,7 @@ class Peer:
         self.name: str | None = None
         self.hidden = False
         self.up = False
+        self._accepted = False  # listener: we accepted its hello, it has not acked ours
         self.ready: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
         self._dispatch = _dispatch_table(node.runtime)
         self._out_seq: dict[tuple[Any, Any], int] = {}
@@ -106,7 +108,14 @@ class Peer:
     def control_frame(self, frame: Frame) -> None:
         if isinstance(frame, Hello):
             self._hello(frame)
-        elif isinstance(frame, Gossip):
+            return
+        if not self.up:
+            self._acked(frame)
+        if isinstance(frame, HelloAck):
+            if not self.ready.done():  # connector: the listener is up too
+                self.ready.set_result(self)
+            return
+        if isinstance(frame, Gossip):
             assert self.name is not None
             if not self.hidden:
                 self.node._gossip_received(self, frame)
@@ -123,7 +132,7 @@ class Peer:
 
     def pair_frame(self, frame: Frame) -> None:
         if not self.up:
-            raise HelloExpected("a pair frame arrived before the hello")
+            self._acked(frame)
         assert isinstance(frame, PairFrame)
         src = frame.src
         if src.node != self.name:
@@ -186,10 +195,32 @@ class Peer:
             raise DuplicateNode(f"a node named {hello.node!r} is already connected")
         self.name, self.hidden = hello.node, hello.hidden
         if not self.outbound:
+            # Up only when the connector accepts our hello in turn (HelloAck).
             self.link.send_control(Hello(PROTOCOL_VERSION, node.name, node.hidden))
+            self._accepted = True
+            return
+        self.link.send_control(HelloAck())
+        self._go_up()  # ``ready`` waits for the listener's HelloAck in turn
+
+    def _acked(self, frame: Frame) -> None:
+        """A frame from a peer that is not up yet: the listener takes the
+        connector's HelloAck, or any frame the connector could only send
+        after accepting our hello (streams race), as its acceptance."""
+        if not self._accepted:
+            if isinstance(frame, HelloAck):
+                raise UnexpectedFrame("a HelloAck arrived, but no hello was accepted")
+            raise HelloExpected(f"a {type(frame).__name__} frame arrived before the hello")
+        self._accepted = False
+        self.link.send_control(HelloAck())
+        self._go_up()
+        self.ready.set_result(self)
+
+    def _go_up(self) -> None:
+        node = self.node
+        if self.name in node._peers:  # another link of that name came up meanwhile
+            raise DuplicateNode(f"a node named {self.name!r} is already connected")
         self.up = True
         node._peer_up(self)
-        self.ready.set_result(self)
 
     # -- outbound --------------------------------------------------------------
 

@@ -76,6 +76,7 @@ __all__ = [
     "FrameTooLarge",
     "Gossip",
     "Hello",
+    "HelloAck",
     "HelloExpected",
     "InvalidFrame",
     "Link",
@@ -252,6 +253,14 @@ class Response(ControlFrame):
 
 
 @dataclass(frozen=True, slots=True)
+class HelloAck(ControlFrame):
+    """The connector accepted the listener's Hello: the link is up on both
+    sides. Until then the listener treats the peer as not connected."""
+
+    TYPE: ClassVar[int] = 5
+
+
+@dataclass(frozen=True, slots=True)
 class PairFrame(Frame):
     """A frame from ``src`` to ``dst`` (a pid or a name registered at the receiver).
 
@@ -412,7 +421,7 @@ class _Spec:
 
 
 _FRAME_CLASSES: tuple[type[Frame], ...] = (
-    Hello, Gossip, Request, Response,
+    Hello, Gossip, Request, Response, HelloAck,
     Msg, Link, Unlink, ExitSignal, Monitor, Demonitor, DownSignal, CallRequest, CallReply,
 )  # fmt: skip
 _SPECS: dict[int, _Spec] = {cls.TYPE: _Spec(cls) for cls in _FRAME_CLASSES}
