@@ -16,8 +16,8 @@ delivered to any of its processes, still accepting good nodes.
 from __future__ import annotations
 
 import asyncio
-import logging
 import datetime as dt
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
