@@ -24,6 +24,7 @@ from . import cert as cert  # noqa: E402
 from . import demo as demo  # noqa: E402
 from . import node as node  # noqa: E402
 from . import ops as ops  # noqa: E402
+from . import top as top  # noqa: E402
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from rusm.actors.errors import RusmError
 from rusm.actors.runtime import Runtime
 
-from ..directory import NodeDirectory
+from ..directory import NodeDirectory, NodeEntry
 from ..messages import ClusterError, RemoteError
 from ..node import ClusterNode
 from ..tls import Identity
@@ -70,8 +70,8 @@ class _Transport:
 
 
 class _WebSocket(_Transport):
-    def __init__(self, name: str, home: Path | None) -> None:
-        self.name, self.home = name, home
+    def __init__(self, name: str, home: Path | None, entry: NodeEntry | None = None) -> None:
+        self.name, self.home, self.entry = name, home, entry
         self.conn: ClientConnection | None = None
         self.reader: asyncio.Task[None] | None = None
         self.samples: asyncio.Queue[Sample] = asyncio.Queue()
@@ -79,7 +79,8 @@ class _WebSocket(_Transport):
         self.pending: dict[int, asyncio.Future[Any]] = {}
 
     async def open(self) -> None:
-        entry = NodeDirectory(self.home).lookup(self.name)  # re-read: a restart changes it
+        # Re-read each time: a restarted node has another port and token.
+        entry = self.entry or NodeDirectory(self.home).lookup(self.name)
         host, port = entry.observe
         try:
             self.conn = await ws_connect(
@@ -318,12 +319,14 @@ async def connect(
     home: Path | None = None,
     subscription: Subscription | None = None,
     reconnect: bool = True,
+    entry: NodeEntry | None = None,
 ) -> ObserveClient:
-    """Attach to ``target``; raises AttachError if the first attempt fails."""
+    """Attach to ``target``; raises AttachError if the first attempt fails.
+    ``entry``: attach to this observe endpoint instead of looking it up."""
     name, addr = parse_target(target)
     if addr is None:
         def factory() -> _Transport:
-            return _WebSocket(name, home)
+            return _WebSocket(name, home, entry)
     else:
         if identity is None:
             raise AttachError(

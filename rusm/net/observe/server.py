@@ -107,11 +107,14 @@ class ObserveServer:
         log.info("observe: %s attached to %s", conn.remote_address, self.node.name)
         await conn.send(encode({"t": "hello", "node": self.node.name, "version": OBSERVE_VERSION}))
         wake = asyncio.Event()
-        pusher = asyncio.create_task(self._push(conn, session, wake))
+        subscribed = asyncio.Event()
+        pusher = asyncio.create_task(self._push(conn, session, wake, subscribed))
         try:
             async for data in conn:
                 reply = self._reply(session, data)
                 if reply.get("ok"):
+                    if reply.get("cmd") == "subscribe":
+                        subscribed.set()
                     wake.set()  # what a command changed shows at once
                 await conn.send(encode(reply))
         except ConnectionClosed:
@@ -143,7 +146,11 @@ class ObserveServer:
                     "error": "bad_request", "message": str(e)}
         return {"t": "reply", "id": rid, "cmd": cmd, "ok": True, "value": value}
 
-    async def _push(self, conn: ServerConnection, session: Session, wake: asyncio.Event) -> None:
+    async def _push(
+        self, conn: ServerConnection, session: Session, wake: asyncio.Event,
+        subscribed: asyncio.Event,
+    ) -> None:
+        await subscribed.wait()  # samples start with the first subscribe
         while True:
             await conn.send(encode(session.sample().to_wire()))
             wake.clear()

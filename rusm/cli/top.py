@@ -1,0 +1,78 @@
+"""``rusm top``: the full-screen observer and ops shell."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import cli
+from .node import load_identity
+
+
+async def run_top(
+    target: str | None,
+    *,
+    identity: Any = None,
+    interval: float = 1.0,
+    record: Path | None = None,
+    replay: Path | None = None,
+    home: Path | None = None,
+) -> None:
+    """Attach to ``target`` (or replay a recording) and run the app until quit."""
+    from ..net.observe import AttachError, Subscription, connect, parse_target
+    from ..tui.app import make_app
+    from ..tui.feeds import ReplayFeed
+
+    sub = Subscription(interval=interval, limit=200)
+    if replay is not None:
+        feed: Any = ReplayFeed(replay, realtime=True)
+    else:
+        assert target is not None
+        feed = await connect(target, identity=identity, home=home, subscription=sub)
+    remote = target is not None and parse_target(target)[1] is not None
+
+    async def attach(node: str) -> None:
+        if remote or replay is not None:
+            raise AttachError(
+                f"{node} is not a node of this machine: rusm top {node}@HOST:PORT --identity DIR"
+            )
+        sub = Subscription(interval=interval, limit=200)
+        new = await connect(node, home=home, subscription=sub)
+        await app.attach_feed(new)
+
+    app = make_app(feed, record_path=record, on_attach=attach)
+    try:
+        await app.run_async()
+    finally:
+        await app.feed.close()
+
+
+@cli.command("top")
+@click.argument("target", required=False)
+@click.option("--identity", "identity_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Cluster identity for a remote NAME@HOST:PORT target.")
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
+              help="Seconds between samples.")
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every sample received to FILE (replay it with --replay).")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Replay a recording instead of attaching (no node needed).")
+def top_command(target: str | None, identity_dir: Path | None, interval: float,
+                record: Path | None, replay: Path | None) -> None:
+    """Watch and operate TARGET full-screen (press ? for the keys).
+
+    TARGET is a node of this machine (rusm node ls) or NAME@HOST:PORT with
+    --identity. Every send, spawn and kill is appended to $RUSM_HOME/audit.log.
+    """
+    from ..net.observe import AttachError
+
+    if target is None and replay is None:
+        raise click.UsageError("give a TARGET, or --replay FILE")
+    try:
+        asyncio.run(run_top(target, identity=load_identity(identity_dir), interval=interval,
+                            record=record, replay=replay))
+    except AttachError as e:
+        raise click.ClickException(str(e)) from e
