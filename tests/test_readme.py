@@ -11,7 +11,7 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 def test_the_readme_opens_with_the_demo_and_test_commands() -> None:
     first_block = README.split("```")[1].strip().splitlines()[1:]  # drop the "sh" tag
     assert len(first_block) == 2
-    assert first_block[0].endswith("rusm demo --actors")
+    assert first_block[0].endswith("rusm demo")
     assert "'.[test]'" in first_block[1] and first_block[1].endswith("pytest")
 
 
