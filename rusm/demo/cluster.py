@@ -24,8 +24,8 @@ london
 tokyo
     ``tokyo_sup`` supervises ``pinger`` (a steady stream of pings to london's
     ``tally``), ``poller`` (calls the global ``stats`` twice a second),
-    ``feeder`` (bursts of jobs to london's ``dispatcher``, whose workers send
-    their acks back across the cluster to) ``ledger``, a slow consumer.
+    ``feeder`` (bursts of jobs to london's ``dispatcher``) and ``ledger``, a
+    slow consumer of the acks that london's workers send back.
 
 london also registers spawnable scenarios for the command pane, each finite:
 ``flood [N [TARGET]]``, ``fanout [N [EACH]]`` and ``crashloop [RESTARTS [EVERY]]``.
@@ -141,8 +141,10 @@ def _now() -> float:
 
 def _dest(target: Any) -> Dest:
     """A destination given as a term (a list from the command pane becomes (name, node))."""
-    if isinstance(target, list | tuple) and len(target) == 2:
-        return (str(target[0]), str(target[1]))
+    if isinstance(target, list | tuple) and len(target) == 2 and all(
+        isinstance(x, str) for x in target
+    ):
+        return (target[0], target[1])
     if isinstance(target, Pid | str):
         return target
     raise ValueError(f"not a destination (pid, name or [name, node]): {target!r}")
