@@ -1,0 +1,38 @@
+"""An ``--app`` for tests/test_node_cli.py (not a test module)::
+
+    rusm node start london --app tests.node_app:setup
+
+``setup`` teaches the node the spawnable ``worker`` and starts ``ledger``,
+registered under that name, which never receives: what it is sent stays in
+its mailbox, so its depth counts the messages that reached it.
+``worker(name=None)`` registers itself as ``name`` if given, then takes
+every message out of its mailbox (its ``received`` counts them).
+``broken`` is a setup that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rusm.actors import Process
+from rusm.net import ClusterNode
+
+
+async def ledger(proc: Process) -> None:
+    await asyncio.get_running_loop().create_future()
+
+
+async def worker(proc: Process, name: str | None = None) -> None:
+    if name is not None:
+        proc.register(name)
+    while True:
+        await proc.receive()
+
+
+def setup(node: ClusterNode) -> None:
+    node.register_spawnable("worker", worker)
+    node.runtime.register("ledger", node.runtime.spawn(ledger, label="ledger"))
+
+
+def broken(node: ClusterNode) -> None:
+    raise RuntimeError("the app refused to start")
