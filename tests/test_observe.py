@@ -631,6 +631,16 @@ async def test_an_unsendable_term_is_a_typed_error_over_websocket(site: Site) ->
     await p.nothing_more()
 
 
+async def test_an_unsendable_term_is_a_typed_error_over_quic(site: Site) -> None:
+    p = await probe(site.rt)
+    attacher = await site.attacher()
+    with pytest.raises(CommandError) as e:
+        await attacher.command("send", dest=str(p.pid), msg={1, 2})
+    assert e.value.kind == "unsendable" and "set" in e.value.message
+    assert await attacher.command("nodes") == []
+    await p.nothing_more()
+
+
 async def test_the_node_refuses_an_unsendable_term_it_is_handed_in_process(site: Site) -> None:
     # A set cannot cross the wire; a session handed one directly must still refuse it.
     from rusm.net.observe.session import Session
