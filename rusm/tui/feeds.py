@@ -1,0 +1,275 @@
+"""Recorded feeds: write what a live feed yields, replay it without a node.
+
+Recording format (``rusm top --record FILE``, ``--replay FILE``)::
+
+    b"RUSM-TOP-RECORDING 1\\n"                 magic line, then any number of frames:
+    4-byte big-endian length, then that many bytes of one observe protocol
+    message (``rusm.net.observe.protocol.encode``):
+        a sample: ``Sample.to_wire()``           {"t": "sample", ...}
+        a status: {"t": "status", "state": ..., "message": ...}
+
+The frames are the events in the order the feed yielded them. A truncated
+last frame (a recorder killed mid-write) is ignored.
+
+:class:`ReplayFeed` is a :class:`~rusm.net.observe.protocol.Feed`: it yields
+the recorded events (at once, or spaced as the node's clock had them with
+``realtime=True``), and applies subscription changes itself to the rows that
+were recorded (detail, filter, sort, limit), re-yielding the latest sample
+after each change as a live node would. It runs no commands but ``nodes``
+and ``names``, answered from the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from rusm.net.observe.protocol import (
+    CommandError,
+    Feed,
+    FeedStatus,
+    ProcessRow,
+    Sample,
+    Subscription,
+    decode,
+    encode,
+)
+
+__all__ = [
+    "MAGIC",
+    "Recorder",
+    "RecordingFeed",
+    "ReplayFeed",
+    "read_recording",
+    "view",
+    "write_recording",
+]
+
+MAGIC = b"RUSM-TOP-RECORDING 1\n"
+_LENGTH = struct.Struct(">I")
+
+Event = Sample | FeedStatus
+
+
+def _to_wire(event: Event) -> dict[str, Any]:
+    if isinstance(event, Sample):
+        return event.to_wire()
+    return {"t": "status", "state": event.state, "message": event.message}
+
+
+def _from_wire(message: dict[str, Any]) -> Event:
+    if message["t"] == "status":
+        return FeedStatus(message["state"], str(message.get("message", "")))
+    return Sample.from_wire(message)
+
+
+class Recorder:
+    """Appends events to a recording; a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: IO[bytes] | None = self.path.open("wb")
+        self._file.write(MAGIC)
+
+    def write(self, event: Event) -> None:
+        if self._file is None:
+            raise ValueError(f"recorder for {self.path} is closed")
+        data = encode(_to_wire(event))
+        self._file.write(_LENGTH.pack(len(data)) + data)
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def write_recording(path: str | Path, events: Iterable[Event]) -> None:
+    with Recorder(path) as recorder:
+        for event in events:
+            recorder.write(event)
+
+
+def read_recording(path: str | Path) -> Iterator[Event]:
+    """The events of a recording; raises ValueError if it is not one."""
+    data = Path(path).read_bytes()
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path} is not a rusm top recording")
+    at = len(MAGIC)
+    while at + _LENGTH.size <= len(data):
+        (size,) = _LENGTH.unpack_from(data, at)
+        at += _LENGTH.size
+        if at + size > len(data):
+            return
+        yield _from_wire(decode(data[at : at + size]))
+        at += size
+
+
+class RecordingFeed:
+    """Wraps a feed and records every event it yields (``--record FILE``)."""
+
+    def __init__(self, feed: Feed, path: str | Path) -> None:
+        self.feed = feed
+        self.target = feed.target
+        self.subscription = feed.subscription
+        self.recorder = Recorder(path)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        async for event in self.feed:
+            self.recorder.write(event)
+            yield event
+
+    async def subscribe(self, **changes: Any) -> None:
+        await self.feed.subscribe(**changes)
+
+    async def command(self, cmd: str, **args: Any) -> Any:
+        return await self.feed.command(cmd, **args)
+
+    async def close(self) -> None:
+        try:
+            await self.feed.close()
+        finally:
+            self.recorder.close()
+
+
+_PID = re.compile(r"<(.*)\.(\d+)>")
+
+
+def _pid_key(pid: str) -> tuple[str, int, str]:
+    m = _PID.fullmatch(pid)
+    return (m.group(1), int(m.group(2)), "") if m else ("", 0, pid)
+
+
+_SORTS: dict[str, tuple[Any, bool]] = {
+    "mailbox": (lambda r: r.mailbox, True),
+    "received": (lambda r: r.received, True),
+    "sent": (lambda r: r.sent, True),
+    "links": (lambda r: r.links, True),
+    "monitors": (lambda r: r.monitors, True),
+    "pid": (lambda r: _pid_key(r.pid), False),
+    "label": (lambda r: (r.label is None, r.label or ""), False),
+    "age": (lambda r: r.age, True),
+}
+
+
+def _matches(row: ProcessRow, needle: str) -> bool:
+    return (
+        needle in row.pid.lower()
+        or (row.label is not None and needle in row.label.lower())
+        or any(needle in name.lower() for name in row.names)
+    )
+
+
+def view(sample: Sample, sub: Subscription) -> Sample:
+    """A recorded sample as ``sub`` would have had the node send it, as far
+    as the recorded rows allow (rows the node left out stay out)."""
+    if not sub.detail:
+        matched = sample.matched if sample.detail else sample.omitted
+        return replace(sample, detail=False, rows=(), omitted=matched, matched=matched)
+    rows = list(sample.rows)
+    matched = sample.matched
+    if sub.filter:
+        needle = sub.filter.lower()
+        rows = [r for r in rows if _matches(r, needle)]
+        matched = len(rows)
+    if sub.sort != sample.sort:
+        key, largest = _SORTS[sub.sort]
+        rows.sort(key=key, reverse=largest)
+    shown = tuple(rows[: sub.limit])
+    return replace(
+        sample, detail=True, sort=sub.sort, rows=shown, matched=matched,
+        omitted=max(0, matched - len(shown)),
+    )
+
+
+class ReplayFeed:
+    """A :class:`~rusm.net.observe.protocol.Feed` that replays a recording."""
+
+    def __init__(
+        self, path: str | Path, *, realtime: bool = False, speed: float = 1.0,
+        subscription: Subscription | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.path = Path(path)
+        self.events = list(read_recording(self.path))
+        self.realtime = realtime
+        self.speed = speed
+        self.subscription = subscription or Subscription(limit=1000)
+        node = next((e.node for e in self.events if isinstance(e, Sample)), self.path.stem)
+        self.target = f"{node} (replay)"
+        self.ended = asyncio.Event()
+        """Set once every recorded event was taken from the iterator."""
+        self._changed = asyncio.Event()
+        self._closed = False
+        self._latest: Sample | None = None
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        yield FeedStatus("connected", f"replay of {self.path.name}")
+        previous: float | None = None
+        last_was_status = False
+        for event in self.events:
+            if self._closed:
+                return
+            if isinstance(event, Sample):
+                if self.realtime and previous is not None:
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.time() + (event.time - previous) / self.speed
+                    while (left := deadline - loop.time()) > 0 and not self._closed:
+                        if await self._changed_within(left) and self._latest is not None:
+                            yield view(self._latest, self.subscription)
+                previous = event.time
+                self._latest = event
+                yield view(event, self.subscription)
+            else:
+                yield event
+            last_was_status = isinstance(event, FeedStatus)
+        self.ended.set()
+        if not last_was_status:  # a recorded status (disconnected...) stands
+            yield FeedStatus("connected", f"replay of {self.path.name} ended")
+        while not self._closed:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._latest is not None and not self._closed:
+                yield view(self._latest, self.subscription)
+
+    async def _changed_within(self, seconds: float) -> bool:
+        """Whether the subscription changed within ``seconds`` (then it clears the flag)."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
+        except TimeoutError:
+            return False
+        self._changed.clear()
+        return True
+
+    async def subscribe(self, **changes: Any) -> None:
+        self.subscription.update(changes)
+        self._changed.set()
+
+    async def command(self, cmd: str, **args: Any) -> Any:
+        latest = self._latest
+        if cmd == "nodes":
+            return list(latest.nodes) if latest else []
+        if cmd == "names":
+            names = sorted({n for r in latest.rows for n in r.names}) if latest else []
+            return {"local": names, "global": [], "factories": []}
+        raise CommandError("not_connected", f"{cmd}: a replay has no node to run commands on")
+
+    async def close(self) -> None:
+        self._closed = True
+        self._changed.set()
