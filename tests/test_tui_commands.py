@@ -1,0 +1,94 @@
+"""The command pane's language and completion."""
+
+from __future__ import annotations
+
+import pytest
+
+from rusm.tui.commands import (
+    CommandLineError,
+    Detail,
+    Filter,
+    Help,
+    Info,
+    Kill,
+    Node,
+    Send,
+    Sort,
+    Spawn,
+    parse,
+    split_literals,
+)
+from rusm.tui.completion import Completions
+
+
+@pytest.mark.parametrize(("line", "command"), [
+    ("send <london.3> {'job': (1, 2)}", Send("<london.3>", {"job": (1, 2)})),
+    ("send jobs b'raw'", Send("jobs", b"raw")),
+    ("spawn worker", Spawn("worker", [])),
+    ("spawn worker [1, 'x']", Spawn("worker", [1, "x"])),
+    ("spawn worker (1, 'x')", Spawn("worker", [1, "x"])),
+    ("spawn worker 1 'a b' [2, 3]", Spawn("worker", [1, "a b", [2, 3]])),
+    ("spawn worker 'one'", Spawn("worker", ["one"])),
+    ("kill <london.3>", Kill("<london.3>")),
+    ("kill <london.3> shutdown", Kill("<london.3>", "shutdown")),
+    ("kill <london.3> ('shutdown', 2)", Kill("<london.3>", ("shutdown", 2))),
+    ("kill <london.3> None", Kill("<london.3>", None)),
+    ("info <london.3>", Info("<london.3>")),
+    ("detail off", Detail(False)),
+    ("detail on", Detail(True)),
+    ("sort links", Sort("links")),
+    ("filter work", Filter("work")),
+    ("filter", Filter("")),
+    ("node tokyo", Node("tokyo")),
+    ("  help  ", Help()),
+])
+def test_a_command_line_parses_to_its_command(line: str, command: object) -> None:
+    assert parse(line) == command
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ("launch x", "unknown command 'launch'; commands: send, spawn"),
+    ("send jobs", "usage: send DEST TERM"),
+    ("send jobs {'a':", "cannot read \"{'a':\" as a Python literal"),
+    ("send jobs open('/etc/passwd')", "cannot read"),
+    ("send jobs __import__('os')", "cannot read"),
+    ("spawn", "usage: spawn FACTORY [ARGS]"),
+    ("spawn w 'unclosed", "unclosed '"),
+    ("kill", "usage: kill PID [REASON]"),
+    ("kill <l.1> not a word", "cannot read"),
+    ("info", "usage: info PID"),
+    ("detail maybe", "usage: detail on|off"),
+    ("sort colour", "usage: sort KEY; keys: mailbox, received"),
+    ("node a b", "usage: node NAME"),
+    ("help me", "usage: help"),
+])
+def test_a_bad_command_line_says_what_to_type(line: str, error: str) -> None:
+    with pytest.raises(CommandLineError) as e:
+        parse(line)
+    assert error in str(e.value)
+
+
+def test_literals_split_at_spaces_outside_quotes_and_brackets() -> None:
+    assert split_literals("1 'a b' [2, 3] {'k': (4, 5)} \"c\\\" d\"") == [
+        "1", "'a b'", "[2, 3]", "{'k': (4, 5)}", '"c\\" d"',
+    ]
+
+
+def test_completion_offers_commands_then_what_each_takes() -> None:
+    c = Completions()
+    c.pids = ["<london.3>", "<london.31>"]
+    c.names = ["consumer", "jobs"]
+    c.factories = ["worker", "flood"]
+    c.nodes = ["tokyo"]
+    assert c.suggest("sp") == "spawn"
+    assert c.suggest("spawn fl") == "spawn flood"
+    assert c.suggest("kill <london.3") == "kill <london.3>"
+    assert c.suggest("kill <london.31") == "kill <london.31>"
+    assert c.suggest("send con") == "send consumer"
+    assert c.suggest("send <lon") == "send <london.3>"
+    assert c.suggest("detail o") == "detail on"
+    assert c.suggest("sort re") == "sort received"
+    assert c.suggest("node to") == "node tokyo"
+    assert c.suggest("send consumer {'a'") is None
+    assert c.suggest("kill ") is None
+    assert c.suggest("spawn") is None
