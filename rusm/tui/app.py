@@ -1,0 +1,243 @@
+"""The ``rusm top`` app and the one factory that builds it (CLI and tests alike).
+
+The app owns a feed (live or recorded, it cannot tell) and a model. A worker
+takes every event from the feed into the model and posts a coalescing
+:class:`~rusm.tui.messages.FeedUpdated`; rendering reads the model. Feed
+calls (subscribe, commands) run in workers so a slow node never freezes the
+screen; their failures are shown as one line, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+
+from rusm.net.observe.protocol import SORT_KEYS, Feed, FeedStatus
+from rusm.tui.audit import AuditLog, default_audit_path
+from rusm.tui.completion import Completions
+from rusm.tui.feeds import RecordingFeed
+from rusm.tui.messages import Attach, FeedUpdated, KillProcess, OpenProcess, SortBy
+from rusm.tui.model import TopModel
+from rusm.tui.screens.cluster import ClusterScreen
+from rusm.tui.screens.help import HelpScreen
+from rusm.tui.screens.main import MainScreen
+from rusm.tui.screens.process import ProcessScreen, describe_error
+from rusm.tui.shell import Shell
+from rusm.tui.widgets.command_pane import CommandPane
+
+__all__ = ["AttachHandler", "Clock", "TopApp", "make_app"]
+
+log = logging.getLogger("rusm.tui")
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, like ``time.time`` (tests pass a fixed one)."""
+AttachHandler = Callable[[str], Awaitable[None] | None]
+"""Called with a node name when the user picks another node to attach to."""
+
+
+class TopApp(App[None]):
+    CSS_PATH = "top.tcss"
+    TITLE = "rusm top"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(
+        self, feed: Feed, *, audit: AuditLog, clock: Clock,
+        on_attach: AttachHandler | None = None,
+    ) -> None:
+        super().__init__()
+        self.feed = feed
+        self.model = TopModel()
+        self.view = replace(feed.subscription)
+        """The subscription as this app last set it."""
+        self.paused = False
+        self.clock = clock
+        self.on_attach = on_attach
+        self.completions = Completions()
+        self.shell = Shell(self, audit)
+        self._main = MainScreen(self.completions)
+
+    # -- feed ------------------------------------------------------------------
+
+    def get_default_screen(self) -> MainScreen:
+        return self._main
+
+    @property
+    def main(self) -> MainScreen:
+        return self._main
+
+    @property
+    def target(self) -> str:
+        return self.feed.target
+
+    def on_mount(self) -> None:
+        self._consume(self.feed)
+
+    async def on_unmount(self) -> None:
+        await self._close(self.feed)
+
+    @work(exclusive=True, group="feed", exit_on_error=False)
+    async def _consume(self, feed: Feed) -> None:
+        try:
+            async for event in feed:
+                self.model.ingest(event)
+                self.post_message(FeedUpdated())
+        except Exception as e:  # a broken feed is shown, not raised
+            log.warning("feed %s failed", feed.target, exc_info=True)
+            self.model.ingest(FeedStatus("closed", f"the feed failed: {describe_error(e)}"))
+            self.post_message(FeedUpdated())
+
+    async def _close(self, feed: Feed) -> None:
+        try:
+            async with asyncio.timeout(2):
+                await feed.close()
+        except Exception:
+            log.warning("closing feed %s failed", feed.target, exc_info=True)
+
+    async def attach_feed(self, feed: Feed) -> None:
+        """Replace the feed (attach to another node); the screen starts over."""
+        old, self.feed = self.feed, feed
+        self.model = TopModel()
+        self.view = replace(feed.subscription)
+        self._consume(feed)
+        await self._close(old)
+        self._render()
+
+    @on(FeedUpdated)
+    def _feed_updated(self) -> None:
+        self._render()
+
+    def _render(self) -> None:
+        for screen in self.screen_stack:
+            if not screen.is_mounted:
+                continue  # it renders itself once mounted
+            if isinstance(screen, MainScreen):
+                screen.show(self.model, self.target, paused=self.paused, filter=self.view.filter)
+            elif isinstance(screen, ProcessScreen | ClusterScreen):
+                screen.show(self.model)
+
+    # -- subscription ----------------------------------------------------------
+
+    @work(group="subscribe", exit_on_error=False)
+    async def subscribe(self, **changes: Any) -> None:
+        """Change the subscription; the outcome goes to the message line."""
+        try:
+            await self.feed.subscribe(**changes)
+        except Exception as e:
+            self.say(describe_error(e), error=True)
+            return
+        for key, value in changes.items():
+            setattr(self.view, key, value)
+        self.say(", ".join(f"{k} {_show(v)}" for k, v in changes.items()))
+        self._render()
+
+    def action_toggle_detail(self) -> None:
+        self.subscribe(detail=not self.view.detail)
+
+    def action_sort(self, step: int) -> None:
+        at = SORT_KEYS.index(self.view.sort) if self.view.sort in SORT_KEYS else -step
+        self.subscribe(sort=SORT_KEYS[(at + step) % len(SORT_KEYS)])
+
+    @on(SortBy)
+    def _sort_by(self, event: SortBy) -> None:
+        self.subscribe(sort=event.key)
+
+    # -- screens ---------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While the command line has focus, its keys are text: hide the
+        # app's single-key bindings from the footer.
+        return not (action in ("filter", "command") and self._main.pane.is_open)
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        """Show one line on the main screen's message line."""
+        self._main.pane.say(text, error=error)
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.say("display paused; the feed keeps flowing" if self.paused else "resumed")
+        self._render()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_command(self) -> None:
+        self._main.pane.open()
+        self.shell.refresh_names()
+
+    def action_filter(self) -> None:
+        self._main.pane.open(f"filter {self.view.filter}", one_shot=True)
+
+    def action_cluster(self) -> None:
+        self.push_screen(ClusterScreen(self.shell.nodes, self.model, self.target))
+
+    def open_process(self, pid: str) -> None:
+        self.push_screen(ProcessScreen(pid, self.shell.info, self.model, self.target))
+
+    @on(OpenProcess)
+    def _open_process(self, event: OpenProcess) -> None:
+        self.open_process(event.pid)
+
+    @on(KillProcess)
+    def _kill_process(self, event: KillProcess) -> None:
+        self.shell.confirm_kill(event.pid, None, f"kill {event.pid}")
+
+    @on(CommandPane.Entered)
+    def _command_entered(self, event: CommandPane.Entered) -> None:
+        self.shell.run(event.line)
+
+    @on(Attach)
+    async def _attach_picked(self, event: Attach) -> None:
+        await self.attach(event.node)
+
+    async def attach(self, node: str) -> None:
+        """Attach to ``node`` with the CLI's handler, or say how to."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        if self.on_attach is None:
+            self.say(f"to watch {node}, run: rusm top {node}")
+            return
+        try:
+            result = self.on_attach(node)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            self.say(f"cannot attach to {node}: {describe_error(e)}", error=True)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def make_app(
+    feed: Feed,
+    *,
+    audit_path: Path | None = None,
+    clock: Clock = time.time,
+    on_attach: AttachHandler | None = None,
+    record_path: Path | None = None,
+) -> TopApp:
+    """The app, as ``rusm top`` runs it.
+
+    ``audit_path`` defaults to ``$RUSM_HOME/audit.log``; ``clock`` stamps the
+    audit log; ``on_attach(node)`` is called when the user picks another node
+    (the CLI may then call ``app.attach_feed(new_feed)``); ``record_path``
+    records every event the feed yields (see :mod:`rusm.tui.feeds`).
+    """
+    if record_path is not None:
+        feed = RecordingFeed(feed, record_path)
+    audit = AuditLog(audit_path or default_audit_path(), clock)
+    return TopApp(feed, audit=audit, clock=clock, on_attach=on_attach)

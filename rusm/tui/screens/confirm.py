@@ -1,0 +1,50 @@
+"""The kill confirmation: nothing is killed until the user says yes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+__all__ = ["ConfirmKill"]
+
+
+class ConfirmKill(ModalScreen[bool]):
+    """Dismisses with True to kill, False to keep the process."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Kill"),
+        Binding("n", "answer(False)", "Keep"),
+        Binding("escape", "answer(False)", "Keep"),
+    ]
+
+    def __init__(self, pid: str, *, label: str | None, node: str, reason: str) -> None:
+        super().__init__()
+        self.pid, self.label, self.node, self.reason = pid, label, node, reason
+
+    def compose(self) -> ComposeResult:
+        question = Text.assemble("Kill ", (self.pid, "bold"))
+        if self.label:
+            question.append(f" ({self.label})")
+        question.append(f" on {self.node}?")
+        with Vertical(id="confirm-box"):
+            yield Static(question, id="confirm-question")
+            yield Static(f"exit reason: {self.reason}. Linked processes get the exit signal.",
+                         id="confirm-detail", markup=False)
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Kill (y)", variant="error", id="yes")
+                yield Button("Keep (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, kill: bool) -> None:
+        self.dismiss(kill)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")

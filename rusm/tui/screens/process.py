@@ -1,0 +1,170 @@
+"""The process view: everything ``info`` returns, the processes it is linked
+to or monitors (select one to follow it), and its mailbox chart."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from rusm.net.observe.protocol import CommandError
+from rusm.tui import format as fmt
+from rusm.tui.messages import KillProcess, OpenProcess
+from rusm.tui.model import HISTORY_POINTS, TopModel
+from rusm.tui.widgets.charts import Chart
+from rusm.tui.widgets.header import NodeHeader
+
+__all__ = ["InfoSource", "ProcessScreen", "describe_error"]
+
+InfoSource = Callable[[str], Awaitable[dict[str, Any]]]
+
+_RELATED = (("links", "linked to"), ("monitors", "monitors"), ("monitored_by", "monitored by"))
+
+
+def describe_error(error: Exception) -> str:
+    """One line for a person: a node's message as is, anything else with its type."""
+    if isinstance(error, CommandError):
+        return error.message
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+class ProcessScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("r", "refresh_info", "Refresh"),
+        Binding("k", "kill", "Kill"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("question_mark", "app.help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, pid: str, info: InfoSource, model: TopModel, target: str) -> None:
+        super().__init__(classes="process-screen")
+        self.pid = pid
+        self.fetch = info
+        self.model = model
+        self.target = target
+        self.info: dict[str, Any] | None = None
+        self.depths: deque[int] = deque(maxlen=HISTORY_POINTS)
+        """Mailbox depth from each ``info``, for a process the table does not show."""
+        self._loading = False
+        self._groups: tuple[tuple[str, str, tuple[str, ...]], ...] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield NodeHeader(classes="header")
+        yield Static(Text(f" process {self.pid}", style="bold"), classes="title")
+        with Horizontal(classes="process-body"):
+            yield Static("loading…", classes="facts")
+            yield OptionList(classes="related")
+        yield Chart("mailbox", id="process-chart")
+        yield Static("", classes="process-message", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.show(self.model)
+        self.query_one(OptionList).focus()
+
+    def show(self, model: TopModel) -> None:
+        """Redraw with the latest sample and ask the node for fresh info."""
+        self.model = model
+        self.query_one(NodeHeader).show(model, self.target)
+        self._chart()
+        if not self._loading:
+            self.load()
+
+    def _chart(self) -> None:
+        series = self.model.row_series(self.pid) or self.depths
+        self.query_one(Chart).show(list(series))
+
+    def action_refresh_info(self) -> None:
+        self.load()
+
+    def action_kill(self) -> None:
+        self.post_message(KillProcess(self.pid))
+
+    @work(exclusive=True, group="info", exit_on_error=False)
+    async def load(self) -> None:
+        self._loading = True
+        message = self.query_one(".process-message", Static)
+        try:
+            info = await self.fetch(self.pid)
+        except Exception as e:  # any failure is shown, never raised into the app
+            message.update(describe_error(e))
+            message.add_class("-error")
+            return
+        finally:
+            self._loading = False
+        message.remove_class("-error")
+        message.update("")
+        if self.pid not in self.model.rows and isinstance(info.get("mailbox_depth"), int):
+            self.depths.append(info["mailbox_depth"])
+        self._show_info(info)
+
+    def _show_info(self, info: dict[str, Any]) -> None:
+        self.info = info
+        label = info.get("label")
+        title = Text(f" process {self.pid}", style="bold")
+        if label:
+            title.append(f"  {label}", style="bold cyan")
+        self.query_one(".title", Static).update(title)
+        self.query_one(".facts", Static).update(self._facts(info))
+        self._related(info)
+        self._chart()
+
+    @staticmethod
+    def _facts(info: dict[str, Any]) -> Text:
+        def value(key: str) -> str:
+            v = info.get(key)
+            if key == "spawned_at" and isinstance(v, int | float):
+                return fmt.timestamp(v) + " (node clock)"
+            if isinstance(v, bool):
+                return "yes" if v else "no"
+            if isinstance(v, int):
+                return fmt.count(v)
+            if isinstance(v, list | tuple):
+                return ", ".join(map(str, v)) or "-"
+            return "-" if v is None else str(v)
+
+        rows = [("label", "label"), ("names", "names"), ("status", "status"),
+                ("mailbox", "mailbox_depth"), ("trap exits", "trap_exits"),
+                ("received", "received"), ("sent", "sent"), ("spawned at", "spawned_at")]
+        known = {key for _, key in rows} | {"pid", *(k for k, _ in _RELATED)}
+        rows += [(k.replace("_", " "), k) for k in info if k not in known]
+        text = Text()
+        for i, (title, key) in enumerate(rows):
+            text.append(f"{title:<12}", style="dim")
+            text.append(value(key))
+            if i < len(rows) - 1:
+                text.append("\n")
+        return text
+
+    def _related(self, info: dict[str, Any]) -> None:
+        groups = tuple(
+            (key, title, tuple(map(str, info.get(key) or ()))) for key, title in _RELATED
+        )
+        if groups == self._groups:
+            return
+        self._groups = groups
+        options = self.query_one(OptionList)
+        highlighted = options.highlighted
+        options.clear_options()
+        for key, title, pids in groups:
+            options.add_option(Option(Text(f"{title} ({len(pids)})", style="bold"),
+                                      disabled=True))
+            for pid in pids:
+                options.add_option(Option(f"  {pid}", id=f"{key}:{pid}"))
+        if highlighted is not None and highlighted < options.option_count:
+            options.highlighted = highlighted
+
+    @on(OptionList.OptionSelected)
+    def _follow(self, event: OptionList.OptionSelected) -> None:
+        if event.option_id is not None:
+            self.post_message(OpenProcess(event.option_id.partition(":")[2]))

@@ -1,0 +1,142 @@
+"""Runs what the command pane (and the kill key) ask for, against the feed.
+
+Mutating commands (``MUTATING``: send, spawn, kill) are written to the audit
+log with their outcome. Every failure, a node's typed error or anything the
+feed raises, ends up as one line on the message line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from rusm.net.observe.protocol import MUTATING, CommandError
+from rusm.tui.commands import (
+    CommandLineError,
+    Detail,
+    Filter,
+    Help,
+    Info,
+    Kill,
+    Node,
+    Send,
+    Sort,
+    Spawn,
+    parse,
+)
+from rusm.tui.screens.confirm import ConfirmKill
+from rusm.tui.screens.process import describe_error
+
+if TYPE_CHECKING:
+    from rusm.tui.app import TopApp
+    from rusm.tui.audit import AuditLog
+
+__all__ = ["Shell"]
+
+log = logging.getLogger("rusm.tui")
+
+
+class Shell:
+    def __init__(self, app: TopApp, audit: AuditLog) -> None:
+        self.app = app
+        self.audit = audit
+
+    def run(self, line: str) -> None:
+        """Run one command line in a worker."""
+        self.app.run_worker(self._run(line), group="command", exit_on_error=False)
+
+    async def _run(self, line: str) -> None:
+        app = self.app
+        try:
+            command = parse(line)
+        except CommandLineError as e:
+            app.say(str(e), error=True)
+            return
+        match command:
+            case Send(dest, msg):
+                await self.mutate(line, "send", dest=dest, msg=msg)
+            case Spawn(factory, args):
+                await self.mutate(line, "spawn", factory=factory, args=args)
+            case Kill(pid, reason):
+                self.confirm_kill(pid, reason, line)
+            case Info(pid):
+                app.open_process(pid)
+            case Detail(on):
+                app.subscribe(detail=on)
+            case Sort(key):
+                app.subscribe(sort=key)
+            case Filter(text):
+                app.subscribe(filter=text)
+            case Node(name):
+                await app.attach(name)
+            case Help():
+                app.action_help()
+
+    def confirm_kill(self, pid: str, reason: Any, line: str) -> None:
+        """Ask first; kill ``pid`` only on yes."""
+        row = self.app.main.table.row_of(pid)
+        node = self.app.model.sample.node if self.app.model.sample else self.app.target
+        shown = "kill (the default)" if reason is None else repr(reason)
+
+        def answered(kill: bool | None) -> None:
+            if not kill:
+                self.app.say(f"kill cancelled: {pid} left running")
+                return
+            args: dict[str, Any] = {"pid": pid}
+            if reason is not None:
+                args["reason"] = reason
+            self.app.run_worker(self.mutate(line, "kill", **args), group="command",
+                                exit_on_error=False)
+
+        self.app.push_screen(
+            ConfirmKill(pid, label=row.label if row else None, node=node, reason=shown),
+            answered,
+        )
+
+    async def mutate(self, line: str, cmd: str, **args: Any) -> None:
+        """Run a command that changes the node, say how it went, audit it."""
+        assert cmd in MUTATING
+        try:
+            result = await self.app.feed.command(cmd, **args)
+        except Exception as e:
+            message = describe_error(e)
+            self.app.say(f"{cmd} failed: {message}", error=True)
+            self._audit(line, f"error: {message}")
+            return
+        answer = "" if result is None else f" {result}"
+        self.app.say(f"{cmd} ok:{answer}" if answer else f"{cmd} ok")
+        self._audit(line, f"ok{answer}")
+
+    def _audit(self, line: str, result: str) -> None:
+        try:
+            self.audit.append(self.app.target, line, result)
+        except OSError as e:
+            self.app.say(f"cannot write the audit log {self.audit.path}: {e.strerror}",
+                         error=True)
+
+    async def info(self, pid: str) -> dict[str, Any]:
+        info = await self.app.feed.command("info", pid=pid)
+        if not isinstance(info, dict):
+            raise CommandError("bad_request", f"info {pid}: the node answered {info!r}")
+        return info
+
+    async def nodes(self) -> list[str]:
+        nodes = await self.app.feed.command("nodes")
+        if not isinstance(nodes, list | tuple):
+            raise CommandError("bad_request", f"nodes: the node answered {nodes!r}")
+        return [str(n) for n in nodes]
+
+    def refresh_names(self) -> None:
+        """Fetch registered names and factories for completion (in a worker)."""
+        self.app.run_worker(self._names(), group="names", exclusive=True, exit_on_error=False)
+
+    async def _names(self) -> None:
+        try:
+            names = await self.app.feed.command("names")
+        except Exception as e:
+            log.debug("names for completion: %s", describe_error(e))
+            return
+        if isinstance(names, dict):
+            completions = self.app.completions
+            completions.names = [*names.get("local", ()), *names.get("global", ())]
+            completions.factories = list(names.get("factories", ()))

@@ -1,0 +1,1 @@
+"""The widgets of ``rusm top``: they show what they are given and post messages up."""

@@ -1,0 +1,488 @@
+"""rusm top driven with Pilot against a fake feed the test controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import OptionList
+
+from rusm.net.observe.protocol import CommandError, FeedStatus, Sample
+from rusm.tui.app import TopApp, make_app
+from rusm.tui.screens.cluster import ClusterScreen
+from rusm.tui.screens.confirm import ConfirmKill
+from rusm.tui.screens.help import HelpScreen
+from rusm.tui.screens.main import MainScreen
+from rusm.tui.screens.process import ProcessScreen
+from rusm.tui.widgets.table import ProcessTable
+
+from .tui_helpers import FakeFeed, drained, info_of, london_samples, until
+
+CLOCK = 1_700_003_600.0
+CLOCK_ISO = "2023-11-14T23:13:20+00:00"
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> Path:
+    return tmp_path / "home" / "audit.log"
+
+
+def top(feed: FakeFeed, audit: Path, **kw: Any) -> TopApp:
+    return make_app(feed, audit_path=audit, clock=lambda: CLOCK, **kw)
+
+
+def table(app: TopApp) -> ProcessTable:
+    return app.main.table
+
+
+def shown_pids(app: TopApp) -> list[str]:
+    t = table(app)
+    return [str(t.get_row_at(i)[0]) for i in range(t.row_count)]
+
+
+def audit_lines(path: Path) -> list[str]:
+    """The audit log's lines; none if it was never written."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def ran(feed: FakeFeed) -> list[tuple[str, dict[str, Any]]]:
+    """The commands the app ran, less the ``names`` it asks for completion."""
+    return [c for c in feed.commands if c[0] != "names"]
+
+
+def message(app: TopApp) -> str:
+    return app.main.pane.message
+
+
+async def run_line(pilot: Pilot[Any], line: str) -> None:
+    """Open the command line (if it is not), put ``line`` in it and press enter."""
+    app = pilot.app
+    assert isinstance(app, TopApp)
+    if not app.main.pane.is_open:
+        await pilot.press("colon")
+    app.main.pane.input.value = line
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def started(pilot: Pilot[Any], feed: FakeFeed) -> TopApp:
+    await drained(pilot, feed)
+    app = pilot.app
+    assert isinstance(app, TopApp)
+    return app
+
+
+async def test_the_table_shows_the_nodes_rows_in_its_order_and_how_many_it_left_out(
+    audit: Path,
+) -> None:
+    samples = london_samples(3)
+    feed = FakeFeed(samples)
+    async with top(feed, audit).run_test(size=(100, 30)) as pilot:
+        app = await started(pilot, feed)
+        assert shown_pids(app) == [r.pid for r in samples[-1].rows]
+        status = str(app.main.query_one("#status-line").render())
+        assert f"{samples[-1].omitted:,} more not shown" in status
+        assert "london" in str(app.main.query_one("#header").render())
+
+
+async def test_rows_are_updated_in_place_not_rebuilt(audit: Path, monkeypatch: Any) -> None:
+    first, second = london_samples(2)
+    feed = FakeFeed([first])
+    calls = {"add_row": 0, "clear": 0}
+    for name in calls:
+        original = getattr(ProcessTable, name)
+
+        def counting(self: Any, *a: Any, _name: str = name, _f: Any = original, **k: Any) -> Any:
+            calls[_name] += 1
+            return _f(self, *a, **k)
+
+        monkeypatch.setattr(ProcessTable, name, counting)
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        assert calls["add_row"] == len(first.rows)
+        feed.push(second)
+        await drained(pilot, feed)
+        new = {r.pid for r in second.rows} - {r.pid for r in first.rows}
+        assert calls == {"add_row": len(first.rows) + len(new), "clear": 0}
+        assert shown_pids(app) == [r.pid for r in second.rows]
+        row = second.rows[0]
+        assert str(table(app).get_cell(row.pid, "mailbox")) == f"{row.mailbox:,}"
+
+
+async def test_the_selected_pid_stays_selected_when_its_row_moves(audit: Path) -> None:
+    samples = london_samples(12)
+    feed = FakeFeed(samples[:1])
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        pid = samples[0].rows[5].pid
+        assert table(app).select_pid(pid)
+        await pilot.pause()
+        moved = False
+        for sample in samples[1:]:
+            feed.push(sample)
+            await drained(pilot, feed)
+            rows = [r.pid for r in sample.rows]
+            if pid in rows:
+                moved |= rows.index(pid) != 5
+                assert table(app).selected_pid == pid
+                assert table(app).cursor_row == rows.index(pid)
+        assert moved, "the fixture should move the selected row"
+
+
+async def test_s_cycles_the_sort_key_on_the_node_and_capital_s_goes_back(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("s")
+        await until(pilot, lambda: len(feed.subscribed) == 1)
+        await pilot.press("s")
+        await until(pilot, lambda: len(feed.subscribed) == 2)
+        await pilot.press("S")
+        await until(pilot, lambda: len(feed.subscribed) == 3)
+        assert feed.subscribed == [{"sort": "received"}, {"sort": "sent"}, {"sort": "received"}]
+        await drained(pilot, feed)
+        assert "sort received" in str(app.main.query_one("#status-line").render())
+
+
+async def test_clicking_a_column_header_sorts_by_that_column(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test(size=(100, 30)) as pilot:
+        await started(pilot, feed)
+        # PID 16, LABEL 14, MBOX 8, TREND 10, STATUS 9, LINKS 7 cells wide: LINKS at 57..63
+        await pilot.click(ProcessTable, offset=(59, 0))
+        await until(pilot, lambda: feed.subscribed == [{"sort": "links"}])
+
+
+async def test_slash_filters_on_the_node_and_the_table_shows_the_matches(audit: Path) -> None:
+    feed = FakeFeed(london_samples(2))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("slash", *"cons", "enter")
+        await until(pilot, lambda: feed.subscribed == [{"filter": "cons"}])
+        await drained(pilot, feed)
+        assert shown_pids(app) == ["<london.3>"]
+        assert "filter 'cons': 1 match" in str(app.main.query_one("#status-line").render())
+        await pilot.press("slash")
+        assert app.main.pane.input.value == "filter cons"
+
+
+async def test_d_toggles_detail_through_the_feed_and_hides_the_table(audit: Path) -> None:
+    feed = FakeFeed(london_samples(2))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("d")
+        await until(pilot, lambda: feed.subscribed == [{"detail": False}])
+        await drained(pilot, feed)
+        assert app.main.has_class("-detail-off")
+        assert not table(app).display or table(app).row_count == 0
+        await pilot.press("d")
+        await until(pilot, lambda: feed.subscribed[-1] == {"detail": True})
+        await drained(pilot, feed)
+        assert not app.main.has_class("-detail-off")
+        assert table(app).row_count > 0
+
+
+async def test_space_pauses_the_display_while_the_feed_keeps_flowing(audit: Path) -> None:
+    first, *rest = london_samples(6)
+    feed = FakeFeed([first])
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("space")
+        feed.push(*rest)
+        await drained(pilot, feed)
+        assert app.model.samples == 6
+        assert shown_pids(app) == [r.pid for r in first.rows]
+        assert "PAUSED" in str(app.main.query_one("#status-line").render())
+        await pilot.press("space")
+        await pilot.pause()
+        assert shown_pids(app) == [r.pid for r in rest[-1].rows]
+
+
+async def test_a_disconnected_feed_is_shown_and_the_next_samples_fill_the_screen(
+    audit: Path,
+) -> None:
+    first, second = london_samples(2)
+    feed = FakeFeed([first, FeedStatus("disconnected", "connection lost; retrying in 2 s")])
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        header = str(app.main.query_one("#header").render())
+        assert "disconnected: connection lost; retrying in 2 s" in header
+        assert app.main.has_class("-down")
+        feed.push(FeedStatus("connecting"), FeedStatus("connected"), second)
+        await drained(pilot, feed)
+        assert "● connected" in str(app.main.query_one("#header").render())
+        assert not app.main.has_class("-down")
+        assert shown_pids(app) == [r.pid for r in second.rows]
+
+
+async def test_a_feed_that_fails_is_shown_as_closed_with_its_error(audit: Path) -> None:
+    class Broken(FakeFeed):
+        async def __aiter__(self) -> Any:
+            yield london_samples(1)[0]
+            raise OSError("socket exploded")
+
+    feed = Broken()
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await until(pilot, lambda: app.model.status.state == "closed")
+        await pilot.pause()
+        assert "the feed failed: OSError: socket exploded" in str(
+            app.main.query_one("#header").render()
+        )
+
+
+async def test_a_node_error_is_shown_as_its_message_and_audited(audit: Path) -> None:
+    error = CommandError("no_such_process", "no process is registered as 'nobody' on london")
+    feed = FakeFeed(london_samples(1), answers={"send": error})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "send nobody 'hi'")
+        await until(pilot, lambda: bool(ran(feed)) and bool(audit_lines(audit)))
+        assert ran(feed) == [("send", {"dest": "nobody", "msg": "hi"})]
+        assert message(app) == f"send failed: {error.message}"
+        assert "Traceback" not in message(app)
+        assert audit_lines(audit) == [
+            f"{CLOCK_ISO}\tlondon\tsend nobody 'hi'\terror: {error.message}"
+        ]
+
+
+async def test_any_other_exception_from_the_feed_is_one_line(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"spawn": ConnectionResetError("peer reset")})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "spawn worker 1 'x'")
+        await until(pilot, lambda: "failed" in message(app))
+        assert ran(feed) == [("spawn", {"factory": "worker", "args": [1, "x"]})]
+        assert message(app) == "spawn failed: ConnectionResetError: peer reset"
+
+
+async def test_a_term_that_is_not_a_literal_is_refused_inline_and_nothing_is_sent(
+    audit: Path,
+) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "send worker __import__('os').system('true')")
+        await until(pilot, lambda: "cannot read" in message(app))
+        assert ran(feed) == []
+        assert audit_lines(audit) == []
+        assert app.main.pane.query_one("#message").has_class("-error")
+
+
+async def test_k_asks_first_and_kills_the_selected_process_on_yes(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"kill": "<london.3>"})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        assert table(app).selected_pid == "<london.3>"
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmKill))
+        assert ran(feed) == []
+        await pilot.press("y")
+        await until(pilot, lambda: bool(audit_lines(audit)))
+        assert ran(feed) == [("kill", {"pid": "<london.3>"})]
+        assert audit_lines(audit) == [f"{CLOCK_ISO}\tlondon\tkill <london.3>\tok <london.3>"]
+        assert message(app) == "kill ok: <london.3>"
+
+
+async def test_a_kill_answered_no_kills_nothing_and_is_not_audited(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"kill": "<london.3>"})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "kill <london.3> shutdown")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmKill))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert ran(feed) == []
+        assert audit_lines(audit) == []
+        assert message(app) == "kill cancelled: <london.3> left running"
+
+
+async def test_kill_with_a_reason_from_the_command_line_passes_the_reason(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"kill": "<london.7>"})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "kill <london.7> shutdown")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmKill))
+        await pilot.click("#yes")
+        await until(pilot, lambda: bool(ran(feed)))
+        assert ran(feed) == [("kill", {"pid": "<london.7>", "reason": "shutdown"})]
+
+
+async def test_every_mutating_command_is_one_audit_line_and_the_others_none(
+    audit: Path,
+) -> None:
+    feed = FakeFeed(london_samples(1), answers={
+        "send": "<london.3>", "spawn": CommandError("unknown_factory", "no factory 'nope'"),
+        "info": lambda pid: info_of(pid),
+    })
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "send consumer {'job': (1, 2)}")
+        await until(pilot, lambda: "send ok" in message(app))
+        await run_line(pilot, "spawn nope")
+        await until(pilot, lambda: "spawn failed" in message(app))
+        await run_line(pilot, "sort links")
+        await until(pilot, lambda: bool(feed.subscribed))
+        await run_line(pilot, "detail on")
+        await until(pilot, lambda: len(feed.subscribed) == 2)
+        assert audit_lines(audit) == [
+            f"{CLOCK_ISO}\tlondon\tsend consumer {{'job': (1, 2)}}\tok <london.3>",
+            f"{CLOCK_ISO}\tlondon\tspawn nope\terror: no factory 'nope'",
+        ]
+        assert ran(feed)[0] == ("send", {"dest": "consumer", "msg": {"job": (1, 2)}})
+
+
+async def test_the_audit_log_defaults_to_rusm_home(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("RUSM_HOME", str(tmp_path / "rusm"))
+    feed = FakeFeed(london_samples(1), answers={"send": "<london.3>"})
+    async with make_app(feed, clock=lambda: CLOCK).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "send consumer 1")
+        await until(pilot, lambda: "send ok" in message(app))
+    assert (tmp_path / "rusm" / "audit.log").read_text().endswith("\tok <london.3>\n")
+
+
+async def test_enter_opens_the_process_view_and_a_link_can_be_followed(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"info": lambda pid: info_of(pid)})
+    async with top(feed, audit).run_test(size=(100, 30)) as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen)
+                    and app.screen.info is not None)
+        view = app.screen
+        assert isinstance(view, ProcessScreen) and view.pid == "<london.3>"
+        facts = str(view.query_one(".facts").render())
+        for text in ("consumer, jobs", "12,345", "2023-11-14T22:23:20+00:00"):
+            assert text in facts
+        options = view.query_one(OptionList)
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        assert ids == [None, "links:<london.1>", None, "monitors:<london.4>", None,
+                       "monitored_by:<london.2>", "monitored_by:<london.5>"]
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen)
+                    and app.screen.pid == "<london.1>" and app.screen.info is not None)
+        await pilot.press("escape", "escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_info_for_a_process_that_is_gone_says_so_in_the_view(audit: Path) -> None:
+    gone = CommandError("no_such_process", "no process <london.99> on london")
+    feed = FakeFeed(london_samples(1), answers={"info": gone})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "info <london.99>")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+        msg = app.screen.query_one(".process-message")
+        await until(pilot, lambda: str(msg.render()) == gone.message)
+
+
+async def test_clicking_a_selected_row_opens_its_process(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"info": lambda pid: info_of(pid)})
+    async with top(feed, audit).run_test(size=(100, 30)) as pilot:
+        app = await started(pilot, feed)
+        second = london_samples(1)[0].rows[1].pid
+        await pilot.click(ProcessTable, offset=(3, 2))
+        assert table(app).selected_pid == second
+        await pilot.click(ProcessTable, offset=(3, 2))
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+        assert app.screen.pid == second
+
+
+async def test_the_cluster_view_lists_nodes_and_picking_one_calls_on_attach(
+    audit: Path,
+) -> None:
+    feed = FakeFeed(london_samples(1), answers={"nodes": ["tokyo", "paris"]})
+    picked: list[str] = []
+    async with top(feed, audit, on_attach=picked.append).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, ClusterScreen)
+                    and app.screen.nodes is not None)
+        assert app.screen.nodes == ["paris", "tokyo"]
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: picked == ["paris"])
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_without_on_attach_picking_a_node_says_how_to_attach(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"nodes": ["tokyo"]})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "node tokyo")
+        await until(pilot, lambda: message(app) == "to watch tokyo, run: rusm top tokyo")
+
+
+async def test_attach_feed_replaces_the_feed_and_closes_the_old_one(audit: Path) -> None:
+    old = FakeFeed(london_samples(1))
+    new = FakeFeed([s.__class__(**{**_fields(s), "node": "tokyo"}) for s in london_samples(1)],
+                   target="tokyo")
+
+    async with top(old, audit).run_test() as pilot:
+        app = await started(pilot, old)
+        app.on_attach = lambda node: app.attach_feed(new)
+        await run_line(pilot, "node tokyo")
+        await until(pilot, lambda: app.feed is new and old.closed)
+        await drained(pilot, new)
+        assert "tokyo" in str(app.main.query_one("#header").render())
+
+
+def _fields(sample: Sample) -> dict[str, Any]:
+    return {f: getattr(sample, f) for f in sample.__dataclass_fields__}
+
+
+async def test_the_command_line_has_history_and_completion(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={
+        "names": {"local": ["consumer"], "global": ["jobs"], "factories": ["worker"]},
+        "info": lambda pid: info_of(pid),
+    })
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "sort links")
+        await run_line(pilot, "detail on")
+        assert app.main.pane.is_open, "the command line stays open for the next command"
+        await pilot.press("up", "up")
+        field = app.main.pane.input
+        assert field.value == "sort links"
+        await pilot.press("down")
+        assert field.value == "detail on"
+        field.value = ""
+        await pilot.press(*"ki", "tab")
+        assert field.value == "kill"
+        await until(pilot, lambda: "worker" in app.completions.factories)
+        field.value = "spawn wo"
+        await until(pilot, lambda: field._suggestion == "spawn worker")
+        await pilot.press("tab")
+        assert field.value == "spawn worker"
+        field.value = "info <london.3"
+        await until(pilot, lambda: field._suggestion.startswith("info <london.3"))
+        await pilot.press("escape")
+        assert not app.main.pane.is_open
+
+
+async def test_help_shows_every_key_of_every_screen(audit: Path) -> None:
+    from rusm.tui.screens.help import KEYS
+
+    listed = " ".join(key for _, keys in KEYS for key, _ in keys)
+    for screen in (MainScreen, ProcessScreen, ClusterScreen):
+        for binding in screen.BINDINGS:
+            shown = binding.key_display or binding.key  # type: ignore[union-attr]
+            assert shown.replace("escape", "esc") in listed, (screen.__name__, shown)
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_q_quits_and_closes_the_feed(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        await started(pilot, feed)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not pilot.app.is_running
+    assert feed.closed
