@@ -35,6 +35,7 @@ from .messages import NodeDown, NodeNotConnected, RemoteError, SpawnFailed, Unkn
 from .peer import Peer
 from .quic import DATAGRAM_MAX_SIZE, QuicLink, make_configuration
 from .registry import Entries, GlobalRegistry
+from .terms import TermTooLarge, UnsendableTerm
 from .tls import Identity, validate_node_name
 from .wire import (
     CallReply,
@@ -362,7 +363,11 @@ class ClusterNode:
         except TypeError as e:
             peer.respond(req.id, False, ("bad_request", f"{req.method}: {e}"))
         else:
-            peer.respond(req.id, True, value)
+            try:
+                peer.respond(req.id, True, value)
+            except (UnsendableTerm, TermTooLarge) as e:  # nothing was sent: say why
+                log.warning("node %s: answer to %s cannot be sent: %s", self.name, req.method, e)
+                peer.respond(req.id, False, ("error", f"the answer cannot be sent: {e}"))
 
     def _rpc_spawn(self, factory: str, args: tuple[Any, ...]) -> Pid:
         body = self._spawnables.get(factory)

@@ -251,8 +251,8 @@ class Peer:
         rid = next(self._rpc_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._rpc[rid] = fut
-        self.link.send_control(Request(rid, method, args))
         try:
+            self.link.send_control(Request(rid, method, args))  # may raise UnsendableTerm
             async with asyncio.timeout(timeout):
                 return await fut
         finally:

@@ -32,9 +32,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from rusm.actors.errors import RusmError
 from rusm.actors.runtime import Runtime
 
-from ..directory import NodeDirectory, NodeEntry
+from ..directory import NodeDirectory, NodeEntry, NoSuchNode
 from ..messages import ClusterError, RemoteError
 from ..node import ClusterNode
+from ..terms import TermTooLarge, UnsendableTerm
 from ..tls import Identity
 from .protocol import CommandError, FeedStatus, Sample, Subscription, decode, encode
 
@@ -60,6 +61,13 @@ def parse_target(target: str) -> tuple[str, tuple[str, int] | None]:
     return name, (host.strip("[]"), int(port))
 
 
+def _encoded(message: dict[str, Any]) -> bytes:
+    try:
+        return encode(message)
+    except (UnsendableTerm, TermTooLarge) as e:
+        raise CommandError("unsendable", str(e)) from e
+
+
 class _Transport:
     """One connection; ``run`` feeds the client until the connection ends."""
 
@@ -80,7 +88,10 @@ class _WebSocket(_Transport):
 
     async def open(self) -> None:
         # Re-read each time: a restarted node has another port and token.
-        entry = self.entry or NodeDirectory(self.home).lookup(self.name)
+        try:
+            entry = self.entry or NodeDirectory(self.home).lookup(self.name)
+        except NoSuchNode as e:
+            raise AttachError(str(e)) from e
         host, port = entry.observe
         try:
             self.conn = await ws_connect(
@@ -107,11 +118,13 @@ class _WebSocket(_Transport):
         assert self.reader is not None
         while not self.reader.done() or not self.samples.empty():
             getter = asyncio.ensure_future(self.samples.get())
-            await asyncio.wait((getter, self.reader), return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
+            try:
+                await asyncio.wait((getter, self.reader), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
                 client._put(getter.result())
-            else:
-                getter.cancel()
         self.reader.result()  # the reason it ended
 
     async def _read(self) -> None:
@@ -128,10 +141,11 @@ class _WebSocket(_Transport):
     async def request(self, message: dict[str, Any], timeout: float) -> Any:
         assert self.conn is not None
         rid = next(self.ids)
+        data = _encoded({**message, "id": rid})
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
         try:
-            await self.conn.send(encode({**message, "id": rid}))
+            await self.conn.send(data)
             async with asyncio.timeout(timeout):
                 reply = await fut
         except ConnectionClosed as e:
@@ -180,6 +194,7 @@ class _Quic(_Transport):
 
     async def request(self, message: dict[str, Any], timeout: float) -> Any:
         assert self.node is not None
+        _encoded(message)  # an unsendable term is the caller's error, before anything is sent
         try:
             return await self.node._request(self.name, "observe", (message,), timeout)
         except RemoteError as e:
@@ -256,8 +271,8 @@ class ObserveClient:
                 try:
                     await self._open()
                     attempt = 0
-                except (AttachError, CommandError, OSError) as e:
-                    why = str(e)
+                except (RusmError, OSError, TimeoutError) as e:
+                    why = str(e) or type(e).__name__
 
     # -- the Feed protocol -----------------------------------------------------
 

@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from ..messages import RemoteError
 from ..node import ClusterNode
 from ..peer import Peer
-from ..terms import UnsendableTerm
+from ..terms import TermTooLarge, UnsendableTerm
 from .protocol import OBSERVE_VERSION, CommandError, decode, encode
 from .session import Session, observatory
 
@@ -152,8 +152,8 @@ class ObserveServer:
     ) -> None:
         await subscribed.wait()  # samples start with the first subscribe
         while True:
+            wake.clear()  # before sending: a command during the send wakes the next one
             await conn.send(encode(session.sample().to_wire()))
-            wake.clear()
             try:
                 async with asyncio.timeout(session.subscription.interval):
                     await wake.wait()
@@ -222,10 +222,24 @@ def serve_attachers(node: ClusterNode) -> None:
 
 
 def _fitted(session: Session) -> dict[str, Any]:
-    """The next sample, with rows dropped until it fits one control frame."""
+    """The next sample, with rows (and their history) dropped until it fits
+    one control frame."""
     sample = session.sample().to_wire()
-    while len(encode(sample)) > QUIC_MAX_SAMPLE and sample["rows"]:
+    history = sample.get("history")
+    while _too_big(sample) and sample["rows"]:
         keep = len(sample["rows"]) // 2
         sample["omitted"] += len(sample["rows"]) - keep
         sample["rows"] = sample["rows"][:keep]
+        if history is not None:
+            shown = {row["pid"] for row in sample["rows"]}
+            history["rows"] = {pid: v for pid, v in history["rows"].items() if pid in shown}
+    if history is not None and _too_big(sample):
+        history["rows"] = {}  # the totals' series still fit: 2 x 120 ints
     return sample
+
+
+def _too_big(sample: dict[str, Any]) -> bool:
+    try:
+        return len(encode(sample)) > QUIC_MAX_SAMPLE
+    except TermTooLarge:
+        return True
