@@ -1,0 +1,183 @@
+"""`rusm top` against real nodes: Pilot on a live in-process node over its
+WebSocket observe channel, and a real terminal (tmux) on `rusm node start`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from rusm import ClusterCa, ClusterNode, Runtime
+from rusm.net.directory import NodeDirectory, NodeEntry
+from rusm.net.observe import Subscription, connect, serve_observe
+from rusm.tui.app import TopApp, make_app
+from rusm.tui.screens.confirm import ConfirmKill
+
+from .node_app import setup
+
+WAIT = 10.0
+"""Seconds a test waits for a state it expects before failing."""
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], what: str) -> None:
+    """A live node has no event to await in the app: poll its state, bounded."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+async def london() -> AsyncIterator[tuple[ClusterNode, NodeEntry]]:
+    node = await ClusterNode.bind(
+        "london", Runtime(), ("127.0.0.1", 0), ClusterCa.generate().issue("london")
+    )
+    setup(node)  # the spawnable "worker" and the registered "ledger"
+    server = await serve_observe(node, token="t0ken")
+    entry = NodeEntry("london", os.getpid(), node.local_addr(), server.local_addr(), "t0ken", 0.0)
+    try:
+        yield node, entry
+    finally:
+        await node.close()
+
+
+def shown(app: TopApp) -> dict[str, tuple[str, int]]:
+    """pid -> (label, mailbox) of the rows the table shows."""
+    table = app.main.table
+    rows = (table.row_of(str(table.get_row_at(i)[0])) for i in range(table.row_count))
+    return {r.pid: (r.label or "", r.mailbox) for r in rows if r is not None}
+
+
+async def command(pilot: Pilot[Any], app: TopApp, line: str) -> None:
+    if not app.main.pane.is_open:
+        await pilot.press("colon")
+    app.main.pane.input.value = line
+    await pilot.press("enter")
+
+
+async def test_send_spawn_and_kill_typed_in_the_pane_act_on_the_live_node(
+    london: tuple[ClusterNode, NodeEntry], tmp_path: Path
+) -> None:
+    node, entry = london
+    rt = node.runtime
+    ledger = rt.whereis("ledger")
+    assert ledger is not None
+    feed = await connect(
+        "london", entry=entry, subscription=Subscription(interval=0.2), reconnect=False
+    )
+    app = make_app(feed, audit_path=tmp_path / "audit.log")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: str(ledger) in shown(app), "the ledger row")
+
+        await command(pilot, app, "send ledger ('hello', 1)")
+        await until(pilot, lambda: shown(app)[str(ledger)][1] == 1, "the ledger's mailbox to grow")
+        assert rt.process_info(ledger).mailbox_depth == 1  # type: ignore[union-attr]
+
+        await command(pilot, app, "spawn worker")
+        await until(
+            pilot, lambda: [p for p, (label, _) in shown(app).items() if label == "worker"],
+            "the spawned worker in the table",
+        )
+        (worker,) = [p for p, (label, _) in shown(app).items() if label == "worker"]
+        assert any(str(i.pid) == worker for i in rt.processes())
+
+        await pilot.press("escape")  # leave the command line; back to the table
+        assert app.main.table.select_pid(worker)
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmKill), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: worker not in shown(app), "the killed worker to go")
+        assert not any(str(i.pid) == worker for i in rt.processes())
+
+    audit = (tmp_path / "audit.log").read_text().splitlines()
+    assert [line.split("\t")[2] for line in audit] == [
+        "send ledger ('hello', 1)", "spawn worker", f"kill {worker}",
+    ]
+
+
+# -- a real terminal ---------------------------------------------------------
+
+
+def _rusm() -> str:
+    return str(Path(sys.executable).parent / "rusm")
+
+
+@pytest.fixture
+def node_process(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    env = {**os.environ, "RUSM_HOME": str(tmp_path / "home"), "PYTHONPATH": os.getcwd()}
+    name = f"london{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen(
+        [_rusm(), "node", "start", name, "--app", "tests.node_app:setup"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        directory = NodeDirectory(tmp_path / "home")
+        deadline = time.monotonic() + WAIT
+        while not directory.path(name).exists():  # the entry is its readiness signal
+            assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the node did not start"
+            time.sleep(0.05)
+        yield env, name
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed on this machine")
+def test_rusm_top_in_a_real_terminal_shows_the_nodes_processes_and_obeys_keys(
+    node_process: tuple[dict[str, str], str],
+) -> None:
+    env, name = node_process
+    session = f"rusm-top-{uuid.uuid4().hex[:8]}"
+    home = env["RUSM_HOME"]
+    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+          f"RUSM_HOME={home} {_rusm()} top {name} --interval 0.2")
+    try:
+        def pane() -> str:
+            return _tmux("capture-pane", "-p", "-t", session)
+
+        def wait_for(text: str) -> str:
+            deadline = time.monotonic() + WAIT
+            while text not in (screen := pane()):
+                assert time.monotonic() < deadline, f"{text!r} never showed:\n{screen}"
+                time.sleep(0.1)
+            return screen
+
+        screen = wait_for("ledger")
+        assert name in screen and "connected" in screen
+        _tmux("send-keys", "-t", session, "?")
+        wait_for("this help")
+        # Not Escape: tmux holds it back to see whether a sequence follows.
+        _tmux("send-keys", "-t", session, "?")
+        deadline = time.monotonic() + WAIT
+        while "this help" in pane():
+            assert time.monotonic() < deadline, "? did not close the help"
+            time.sleep(0.1)
+        _tmux("send-keys", "-t", session, ":")
+        _tmux("send-keys", "-t", session, "-l", "spawn worker")
+        _tmux("send-keys", "-t", session, "Enter")
+        wait_for("spawn ok")
+        wait_for("worker")
+        _tmux("send-keys", "-t", session, "C-c")  # quits from anywhere, the command line too
+        deadline = time.monotonic() + WAIT
+        while subprocess.run(["tmux", "has-session", "-t", session],
+                             capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "ctrl+c did not quit"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
