@@ -10,6 +10,7 @@ screen; their failures are shown as one line, never raised.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, AutopilotCallbackType
 from textual.binding import Binding
 
 from rusm.net.observe.protocol import SORT_KEYS, Feed, FeedStatus
@@ -35,7 +36,7 @@ from rusm.tui.screens.process import ProcessScreen, describe_error
 from rusm.tui.shell import Shell
 from rusm.tui.widgets.command_pane import CommandPane
 
-__all__ = ["AttachHandler", "Clock", "TopApp", "make_app"]
+__all__ = ["AttachHandler", "Clock", "TopApp", "freeze_startup_objects", "make_app"]
 
 log = logging.getLogger("rusm.tui")
 
@@ -46,7 +47,7 @@ AttachHandler = Callable[[str], Awaitable[None] | None]
 
 
 class TopApp(App[None]):
-    CSS_PATH = "top.tcss"
+    CSS_PATH = Path(__file__).with_name("top.tcss")  # absolute: subclasses live elsewhere
     TITLE = "rusm top"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
@@ -66,6 +67,17 @@ class TopApp(App[None]):
         self.completions = Completions()
         self.shell = Shell(self, audit)
         self._main = MainScreen(self.completions)
+
+    async def run_async(
+        self, *, headless: bool = False, inline: bool = False, inline_no_clear: bool = False,
+        mouse: bool = True, size: tuple[int, int] | None = None,
+        auto_pilot: AutopilotCallbackType | None = None,
+    ) -> None:
+        freeze_startup_objects()
+        return await super().run_async(
+            headless=headless, inline=inline, inline_no_clear=inline_no_clear, mouse=mouse,
+            size=size, auto_pilot=auto_pilot,
+        )
 
     # -- feed ------------------------------------------------------------------
 
@@ -214,6 +226,18 @@ class TopApp(App[None]):
                 await result
         except Exception as e:
             self.say(f"cannot attach to {node}: {describe_error(e)}", error=True)
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now out of the cyclic collector's scans.
+
+    A full collection walks Textual's and rich's many objects and stalls a
+    frame by 50-80 ms every few seconds (scripts/bench_tui.py); frozen, they
+    are skipped. ``rusm top`` owns its process, so this is done once as it
+    starts (not under ``run_test``, which shares the test process).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _show(value: Any) -> str:

@@ -7,16 +7,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from rusm.tui import format as fmt
 from rusm.tui.completion import Completions
-from rusm.tui.messages import FeedUpdated, KillProcess, OpenProcess, SortBy
+from rusm.tui.messages import FeedUpdated, KillProcess
 from rusm.tui.model import TopModel
 from rusm.tui.widgets.charts import Charts
 from rusm.tui.widgets.command_pane import CommandPane
 from rusm.tui.widgets.header import NodeHeader
-from rusm.tui.widgets.table import COLUMNS, ProcessTable
+from rusm.tui.widgets.table import ProcessTable
 
 __all__ = ["MainScreen"]
 
@@ -42,6 +42,7 @@ class MainScreen(Screen[None]):
         self.completions = completions
         self.model: TopModel | None = None
         self.filter = ""
+        self._status_shown = ""
 
     def compose(self) -> ComposeResult:
         yield NodeHeader(id="header")
@@ -81,7 +82,10 @@ class MainScreen(Screen[None]):
             self.completions.nodes = sample.nodes
         if not paused:
             self.query_one(Charts).show(model, self.table.selected_pid)
-        self.query_one("#status-line", Static).update(self._status(model, paused, filter))
+        status = self._status(model, paused, filter)
+        if status != self._status_shown:
+            self._status_shown = status
+            self.query_one("#status-line", Static).update(status, layout=False)
 
     def _status(self, model: TopModel, paused: bool, filter: str) -> str:
         sample = model.sample
@@ -111,24 +115,11 @@ class MainScreen(Screen[None]):
         else:
             self.post_message(KillProcess(pid))
 
-    @on(DataTable.RowSelected, "#processes")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.post_message(OpenProcess(event.row_key.value))
-
-    @on(DataTable.RowHighlighted, "#processes")
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(ProcessTable.Highlighted)
+    def _row_highlighted(self, event: ProcessTable.Highlighted) -> None:
         # Redraw the selected-process chart for the row the cursor is on now.
         if self.model is not None:
-            self.query_one(Charts).show(self.model, self.table.selected_pid)
-
-    @on(DataTable.HeaderSelected, "#processes")
-    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
-        column = next((c for c in COLUMNS if c.key == event.column_key.value), None)
-        if column is not None and column.sort is not None:
-            self.post_message(SortBy(column.sort))
-        elif column is not None:
-            self.pane.say(f"the node cannot sort by {column.label.lower()}", error=True)
+            self.query_one(Charts).show(self.model, event.pid)
 
     @on(CommandPane.Closed)
     def _pane_closed(self) -> None:

@@ -20,6 +20,7 @@ class Chart(Vertical):
     def __init__(self, title: str, *, id: str | None = None) -> None:
         super().__init__(id=id, classes="chart")
         self.title = title
+        self._shown = ""
 
     def compose(self) -> ComposeResult:
         yield Label(self.title, classes="chart-title")
@@ -31,7 +32,10 @@ class Chart(Vertical):
         text = self.title
         if values:
             text += f" {fmt.count(values[-1])} max {fmt.count(max(values))}"
-        self.query_one(".chart-title", Label).update(text)
+        label = self.query_one(".chart-title", Label)
+        if text != self._shown:
+            self._shown = text
+            label.update(text, layout=False)  # fixed size: no layout pass per sample
         # The renderable scales from the minimum; a leading 0 scales from zero.
         self.query_one(".chart-line", Sparkline).data = [0, *values] if values else []
 
@@ -44,7 +48,12 @@ class Charts(Horizontal):
         yield Chart("mailboxes", id="chart-mailbox")
         yield Chart("selected", id="chart-selected")
 
+    _shown: tuple[int, int, str | None] | None = None
+
     def show(self, model: TopModel, selected: str | None) -> None:
+        if self._shown == (id(model), model.samples, selected):
+            return  # nothing new to draw
+        self._shown = (id(model), model.samples, selected)
         self.query_one("#chart-processes", Chart).show(model.processes)
         self.query_one("#chart-mailbox", Chart).show(model.mailbox)
         series = model.row_series(selected) if selected else ()

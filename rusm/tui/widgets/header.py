@@ -21,6 +21,8 @@ _STATE_STYLE = {
 class NodeHeader(Static):
     """Node, uptime, connection state, process count, rates and peers."""
 
+    _shown = ""
+
     def show(self, model: TopModel, target: str) -> None:
         sample, status = model.sample, model.status
         self.set_class(status.state in ("disconnected", "closed"), "-down")
@@ -46,4 +48,7 @@ class NodeHeader(Static):
                 second.append(f"{label} ", style="dim")
                 second.append(value, style="bold")
                 second.append("   ")
-        self.update(Text("\n").join([first, second]))
+        text = Text("\n").join([first, second])
+        if text.plain != self._shown:  # styles follow the words
+            self._shown = text.plain
+            self.update(text, layout=False)  # fixed size: no layout pass per sample
