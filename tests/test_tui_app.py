@@ -10,8 +10,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
+from rusm.actors.errors import RusmError
 from rusm.net.observe.protocol import CommandError, FeedStatus, Sample
 from rusm.tui.app import TopApp, make_app
+from rusm.tui.feeds import read_recording
 from rusm.tui.screens.cluster import ClusterScreen
 from rusm.tui.screens.confirm import ConfirmKill
 from rusm.tui.screens.help import HelpScreen
@@ -477,6 +479,39 @@ async def test_help_shows_every_key_of_every_screen(audit: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_keys_typed_in_the_command_line_are_text_not_actions(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("colon", *"dksnq", "space", "slash")
+        assert app.main.pane.input.value == "dksnq /"
+        assert feed.subscribed == [] and app.is_running and not app.paused
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_make_app_records_what_the_feed_yields(audit: Path, tmp_path: Path) -> None:
+    samples = london_samples(3)
+    feed = FakeFeed([*samples, FeedStatus("disconnected", "gone")])
+    async with top(feed, audit, record_path=tmp_path / "top.rec").run_test() as pilot:
+        app = await started(pilot, feed)
+        assert app.model.status.state == "disconnected"
+    assert list(read_recording(tmp_path / "top.rec")) == [
+        *samples, FeedStatus("disconnected", "gone"),
+    ]
+
+
+async def test_an_attach_that_fails_is_shown_as_its_message(audit: Path) -> None:
+    def refuse(node: str) -> None:
+        raise RusmError(f"{node} is not a node of this machine")
+
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit, on_attach=refuse).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "node tokyo")
+        await until(pilot, lambda: message(app)
+                    == "cannot attach to tokyo: tokyo is not a node of this machine")
 
 
 async def test_q_quits_and_closes_the_feed(audit: Path) -> None:

@@ -8,6 +8,7 @@ read by the widgets when they render. The UI may skip rendering samples
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
 
@@ -27,7 +28,7 @@ def trend(values: Sequence[int], width: int = 8) -> str:
     Scaled from zero rather than from the minimum so a flat, full mailbox
     reads as high and a flat, empty one as low.
     """
-    tail = list(values)[-width:]
+    tail = list(itertools.islice(values, max(0, len(values) - width), None))
     if not tail:
         return ""
     top = max(tail)

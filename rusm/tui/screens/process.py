@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from rusm.actors.errors import RusmError
 from rusm.net.observe.protocol import CommandError
 from rusm.tui import format as fmt
 from rusm.tui.messages import KillProcess, OpenProcess
@@ -31,9 +32,12 @@ _RELATED = (("links", "linked to"), ("monitors", "monitors"), ("monitored_by", "
 
 
 def describe_error(error: Exception) -> str:
-    """One line for a person: a node's message as is, anything else with its type."""
+    """One line for a person: RUSM's own errors (a node's refusal, an attach
+    that failed) as their message, anything else with its type."""
     if isinstance(error, CommandError):
         return error.message
+    if isinstance(error, RusmError) and str(error):
+        return str(error)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
