@@ -54,7 +54,7 @@ async def observed_demo() -> AsyncIterator[tuple[Any, Any, Any]]:
 
 async def _demo(seconds: float | None, tty: bool) -> None:
     from ..net.observe import Subscription, connect
-    from ..net.observe.cmdline import format_table
+    from .table import format_table
 
     async with observed_demo() as (_london, _tokyo, entry):
         feed = await connect("london", entry=entry,

@@ -79,7 +79,7 @@ def _show(value: Any) -> str:
 def ps_command(target: str, identity_dir: Path | None, as_json: bool, sort: str, limit: int,
                filter_: str) -> None:
     """Print TARGET's process table once."""
-    from ..net.observe.cmdline import format_table
+    from .table import format_table
 
     async def job(client: Any) -> int:
         sample = await client.next_sample()
@@ -101,9 +101,9 @@ def ps_command(target: str, identity_dir: Path | None, as_json: bool, sort: str,
 @_IDENTITY
 def send_command(target: str, dest: str, term: str, identity_dir: Path | None) -> None:
     """Send TERM (a Python literal) to DEST (a pid or registered name) on TARGET."""
-    from ..net.observe.cmdline import parse_term
+    from ..tui.commands import literal
 
-    msg = _literal(parse_term, term)
+    msg = _literal(literal, term)
     _run(target, identity_dir, lambda c: _command(c, "send", {"dest": dest, "msg": msg}),
          detail=False)
 
@@ -115,9 +115,9 @@ def send_command(target: str, dest: str, term: str, identity_dir: Path | None) -
 @_IDENTITY
 def spawn_command(target: str, factory: str, args: str, identity_dir: Path | None) -> None:
     """Start FACTORY on TARGET with ARGS (a Python literal list); prints the pid."""
-    from ..net.observe.cmdline import parse_term
+    from ..tui.commands import literal
 
-    value = _literal(parse_term, args) if args else []
+    value = _literal(literal, args) if args else []
     arglist = list(value) if isinstance(value, list | tuple) else [value]
     _run(target, identity_dir,
          lambda c: _command(c, "spawn", {"factory": factory, "args": arglist}), detail=False)
@@ -137,12 +137,12 @@ def kill_command(target: str, pid: str, reason: str | None, identity_dir: Path |
 
 
 def _literal(parse: Callable[[str], Any], text: str) -> Any:
-    from ..net.observe import CommandError
+    from ..tui.commands import CommandLineError
 
     try:
         return parse(text)
-    except CommandError as e:
-        raise click.BadParameter(e.message) from e
+    except CommandLineError as e:
+        raise click.BadParameter(str(e)) from e
 
 
 @cli.command("attach")

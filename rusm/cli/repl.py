@@ -9,10 +9,61 @@ from typing import Any
 import click
 
 from ..net.observe import CommandError, FeedStatus
-from ..net.observe.cmdline import HELP, format_table, parse
+from ..tui import commands as lang
+from .table import format_table
 
-WORDS = ("ps", "detail", "info", "send", "spawn", "kill", "nodes", "sort", "filter", "limit",
-         "interval", "help", "quit")
+HELP = """\
+ps                      the process table (top rows by the sort key)
+detail on|off           process rows in samples, or totals only
+info PID                everything the node knows about a process
+send DEST TERM          send TERM (a Python literal) to a pid or registered name
+spawn FACTORY [ARGS]    start a registered factory; ARGS literals or one literal list
+kill PID [REASON]       exit signal to PID (default reason: kill, untrappable)
+nodes                   the nodes this node is connected to
+sort KEY | filter [TEXT] | limit N | interval SECONDS   change what ps shows
+help | quit"""
+
+LOCAL = ("ps", "nodes", "limit", "interval", "quit", "exit", "?")
+WORDS = (*LOCAL, *lang.VERBS)
+
+
+def parse(line: str) -> tuple[str, dict[str, Any]]:
+    """A REPL line -> (command, args): the command pane's language
+    (rusm.tui.commands) plus ps, nodes, limit, interval and quit."""
+    verb, _, rest = line.strip().partition(" ")
+    rest = rest.strip()
+    try:
+        if verb in ("ps", "quit", "exit", "help", "?", "nodes"):
+            return ("help" if verb == "?" else verb), {}
+        if verb == "limit":
+            if not rest.isdigit():
+                raise lang.CommandLineError("usage: limit N")
+            return "subscribe", {"limit": int(rest)}
+        if verb == "interval":
+            return "subscribe", {"interval": lang.literal(rest)}
+        if verb not in lang.VERBS:
+            raise CommandError("unknown_command", f"unknown command {verb!r}; type help")
+        match lang.parse(line):
+            case lang.Send(dest, msg):
+                return "send", {"dest": dest, "msg": msg}
+            case lang.Spawn(factory, args):
+                return "spawn", {"factory": factory, "args": args}
+            case lang.Kill(pid, reason):
+                return "kill", {"pid": pid} if reason is None else {"pid": pid, "reason": reason}
+            case lang.Info(pid):
+                return "info", {"pid": pid}
+            case lang.Detail(on):
+                return "detail", {"on": on}
+            case lang.Sort(key):
+                return "subscribe", {"sort": key}
+            case lang.Filter(text):
+                return "subscribe", {"filter": text}
+            case lang.Node(name):
+                raise lang.CommandLineError(f"to watch {name}, run: rusm attach {name}")
+            case _:
+                return "help", {}
+    except lang.CommandLineError as e:
+        raise CommandError("bad_request", str(e)) from e
 
 
 class Repl:

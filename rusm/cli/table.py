@@ -1,0 +1,34 @@
+"""The process table as ``rusm ps``, ``rusm attach``'s ``ps`` and the
+off-terminal demo print it."""
+
+from __future__ import annotations
+
+from ..net.observe.protocol import ProcessRow, Sample
+
+__all__ = ["format_table"]
+
+
+def _row(r: ProcessRow) -> str:
+    names = ",".join(r.names)
+    return (f"{r.pid:<16} {(r.label or '')[:20]:<20} {names[:16]:<16} {r.mailbox:>7} "
+            f"{r.links:>5} {r.monitors:>4} {r.status:<8} {r.received:>9} {r.sent:>9}")
+
+
+def format_table(s: Sample) -> str:
+    """A sample as the ``ps`` table (header line, then rows)."""
+    t = s.totals
+    lines = [
+        f"node {s.node}  up {s.uptime:.0f}s  processes {s.processes}  "
+        f"in {t.msgs_in_per_s:.0f}/s  out {t.msgs_out_per_s:.0f}/s  "
+        f"dead letters {t.dead_letters_per_s:.0f}/s ({t.dead_letters})  mailbox {t.mailbox}  "
+        f"nodes {', '.join(s.nodes) or '-'}"
+    ]
+    if not s.detail:
+        lines.append("(detail off: detail on shows the process table)")
+        return "\n".join(lines)
+    lines.append(f"{'PID':<16} {'LABEL':<20} {'NAMES':<16} {'MAILBOX':>7} {'LINKS':>5} "
+                 f"{'MON':>4} {'STATUS':<8} {'RECEIVED':>9} {'SENT':>9}")
+    lines.extend(_row(r) for r in s.rows)
+    if s.omitted:
+        lines.append(f"... {s.omitted} more not shown (sorted by {s.sort})")
+    return "\n".join(lines)
