@@ -8,7 +8,6 @@ for the rows they return, and select the top N with a heap, not a sort.
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +81,3 @@ def top(
     chosen = pick(n, procs, key=fn) if n > 0 else []
     return [rt._info(p) for p in chosen], matched
 
-
-def uptime_of(info: ProcessInfo) -> float:
-    return max(0.0, time.time() - info.spawned_at)

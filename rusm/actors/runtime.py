@@ -588,16 +588,10 @@ class Runtime:
     def remote_call(self, src: Pid, dst: Pid | str, ref: Ref, request: Any) -> None:
         """A call from another node. It implies a monitor of the callee by the
         caller, which the reply (or the callee's exit) ends."""
-        proc = self._local_dest(dst)
+        proc = self._monitored_remotely(src, dst, ref)
         if proc is None:
             self.dead_letters += 1
-            if self._router is not None:
-                self._router.down(dst, src, ref, NOPROC)
             return
-        if proc._monitored_by is None:
-            proc._monitored_by = {}
-        proc._monitored_by[ref] = src
-        self._index(src.node, proc)
         self._deliver(proc, Call(src, ref, request, self, proc.pid))
 
     def remote_reply(self, src: Pid, dst: Pid, ref: Ref, value: Any) -> None:
@@ -632,15 +626,21 @@ class Runtime:
             self._signal(proc, src, reason)
 
     def remote_monitor(self, src: Pid, dst: Pid | str, ref: Ref) -> None:
+        self._monitored_remotely(src, dst, ref)
+
+    def _monitored_remotely(self, src: Pid, dst: Pid | str, ref: Ref) -> Process | None:
+        """``src`` monitors ``dst``: the monitored process, or None after
+        answering ``noproc``."""
         proc = self._local_dest(dst)
         if proc is None:
             if self._router is not None:
                 self._router.down(dst, src, ref, NOPROC)
-            return
+            return None
         if proc._monitored_by is None:
             proc._monitored_by = {}
         proc._monitored_by[ref] = src
         self._index(src.node, proc)
+        return proc
 
     def remote_demonitor(self, src: Pid, dst: Pid | str, ref: Ref) -> None:
         proc = self._local_dest(dst)
