@@ -63,7 +63,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 
 from rusm import Call, ClusterCa, ClusterNode, Identity, Process, Runtime
-from rusm.net.quic import DATAGRAM_MAX_SIZE
+from rusm.net.quic import tune_transport
 from rusm.net.tls import CERT_FILE, KEY_FILE, TRUST_FILE
 
 SCRIPT = Path(__file__).resolve()
@@ -73,6 +73,7 @@ ECHO = ("echo", "london")
 LEVELS = (8, 32)
 """Concurrent callers of the saturation runs."""
 CEILING_ALPN = "rusm-bench-ceiling"
+
 IDLE_TIMEOUT = 10.0
 """QUIC idle timeout of both sides (RUSM's default)."""
 CALL_TIMEOUT = 5.0
@@ -285,7 +286,7 @@ async def serve_london(kind: str, certs: Path) -> None:
         config = ceiling_configuration(certs, "london")
         server = await serve(HOST, 0, configuration=config, create_protocol=CeilingServer)
         assert server._transport is not None
-        server._transport.max_size = DATAGRAM_MAX_SIZE  # type: ignore[attr-defined]
+        tune_transport(server._transport)
         port = server._transport.get_extra_info("sockname")[1]
 
         async def stop() -> None:
@@ -434,7 +435,7 @@ async def bench_ceiling(certs: Path, sizes: Sizes, use_uvloop: bool) -> dict[str
         transport, client = await loop.create_datagram_endpoint(
             lambda: CeilingClient(QuicConnection(configuration=config)), local_addr=("0.0.0.0", 0)
         )
-        transport.max_size = DATAGRAM_MAX_SIZE  # type: ignore[attr-defined]
+        tune_transport(transport)
         try:
             client.connect((HOST, port))
             async with asyncio.timeout(CONNECT_TIMEOUT):

@@ -367,3 +367,24 @@ def _watched(node: ClusterNode, target: Pid, watcher: Pid) -> Any:
         info = node.runtime.process_info(target)
         return info is not None and watcher in info.monitored_by and watcher in info.links
     return check
+
+
+def test_nodes_run_on_uvloop_too(ca: ClusterCa) -> None:
+    """uvloop's datagram transport differs from the stock one (no ``max_size``)."""
+    import uvloop
+
+    async def main() -> tuple[Any, str]:
+        c = Cluster(ca)
+        try:
+            london, tokyo = await c.pair()
+            serve_echo(london)
+            loop_module = type(asyncio.get_running_loop()).__module__
+            return await tokyo.call("london", "echo", 7), loop_module
+        finally:
+            for node in c.nodes:
+                await node.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        reply, loop_module = runner.run(main())
+    assert loop_module.startswith("uvloop")
+    assert reply == ("echo", 7)

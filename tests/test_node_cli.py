@@ -114,19 +114,22 @@ class Nodes:
         self.logs = logs
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self, name: str, *options: str) -> tuple[subprocess.Popen[bytes], Path]:
+    def spawn(
+        self, name: str, *options: str, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.logs / f"{name}-{len(self.procs)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [str(RUSM), "node", "start", name, *options], env=env_for(self.home),
-                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                [str(RUSM), "node", "start", name, *options],
+                env={**env_for(self.home), **(env or {})}, cwd=REPO,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )
         self.procs.append(proc)
         return proc, log
 
-    def start(self, name: str, *options: str) -> Node:
+    def start(self, name: str, *options: str, env: dict[str, str] | None = None) -> Node:
         """Start node ``name`` and wait for its directory entry."""
-        proc, log = self.spawn(name, *options)
+        proc, log = self.spawn(name, *options, env=env)
         path = self.home / "nodes" / f"{name}.json"
 
         def written() -> dict[str, Any] | None:
@@ -306,6 +309,15 @@ def test_a_node_started_without_an_identity_says_so_in_its_log(nodes: Nodes) -> 
     oslo = nodes.start("oslo")
     log = oslo.log_text()
     assert "no --identity" in log and "throwaway" in log
+    assert oslo.stop() == 0
+
+
+def test_a_node_runs_on_uvloop_when_it_is_installed_unless_rusm_loop_says_asyncio(
+    nodes: Nodes, london: Node
+) -> None:
+    assert "uvloop loop" in london.log_text()  # uvloop is in the test extra
+    oslo = nodes.start("oslo", env={"RUSM_LOOP": "asyncio"})
+    assert "asyncio loop" in oslo.log_text()
     assert oslo.stop() == 0
 
 

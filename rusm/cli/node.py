@@ -76,7 +76,7 @@ def node_start_command(
     default ~/.rusm) lets rusm attach, rusm top and rusm ps find it by name.
     """
     from ..actors.errors import RusmError
-    from ..net.service import NodeOptions, run_node
+    from ..net.service import NodeOptions, loop_factory, run_node
     from ..net.tls import InvalidNodeName, validate_node_name
 
     try:
@@ -91,7 +91,8 @@ def node_start_command(
         connect=list(peers), app=app, idle_timeout=idle_timeout,
     )
     try:
-        asyncio.run(run_node(opts))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(run_node(opts))
     except (RusmError, OSError) as e:
         raise click.ClickException(str(e)) from e
 

@@ -33,7 +33,7 @@ from rusm.actors.runtime import Body, Runtime
 
 from .messages import NodeDown, NodeNotConnected, RemoteError, SpawnFailed, UnknownFactory
 from .peer import Peer
-from .quic import DATAGRAM_MAX_SIZE, QuicLink, make_configuration
+from .quic import QuicLink, make_configuration, tune_transport
 from .registry import Entries, GlobalRegistry
 from .terms import TermTooLarge, UnsendableTerm
 from .tls import Identity, validate_node_name
@@ -137,7 +137,7 @@ class ClusterNode:
             ),
             create_protocol=node._link_factory(outbound=False),
         )
-        node._server._transport.max_size = DATAGRAM_MAX_SIZE  # type: ignore[union-attr]
+        tune_transport(node._server._transport)
         node._keeper = runtime.spawn(_keeper, node.registry, label="rusm.global")
         log.info("node %s listening on %s", name, node.local_addr())
         return node
@@ -175,7 +175,7 @@ class ClusterNode:
             lambda: factory(QuicConnection(configuration=config)),
             local_addr=("::" if ":" in addr[0] else "0.0.0.0", 0),
         )
-        transport.max_size = DATAGRAM_MAX_SIZE  # type: ignore[attr-defined]
+        tune_transport(transport)
         self._links.add(link)
         self._transports[link] = transport
         peer = link.handler

@@ -45,13 +45,20 @@ from .wire import (
     encode_frame,
 )
 
-__all__ = ["ALPN", "LinkHandler", "QuicLink", "make_configuration"]
+__all__ = ["ALPN", "LinkHandler", "QuicLink", "make_configuration", "tune_transport"]
 
 log = logging.getLogger("rusm.net.quic")
 
 ALPN = "rusm/1"
 DATAGRAM_MAX_SIZE = 65536
 """Receive buffer per datagram; stock asyncio allocates 256 KiB per datagram."""
+
+
+def tune_transport(transport: Any) -> None:
+    """Give the stock loop's datagram transport a 64 KiB receive buffer instead
+    of 256 KiB. uvloop's transport has no such setting (nor needs one)."""
+    if hasattr(transport, "max_size"):
+        transport.max_size = DATAGRAM_MAX_SIZE
 
 
 def make_configuration(

@@ -29,7 +29,7 @@ from .node import ClusterConfig, ClusterNode
 from .observe.server import serve_attachers, serve_observe
 from .tls import Identity
 
-__all__ = ["AppError", "NodeOptions", "load_app", "run_node"]
+__all__ = ["AppError", "NodeOptions", "load_app", "loop_factory", "run_node"]
 
 log = logging.getLogger("rusm.net.service")
 
@@ -50,6 +50,18 @@ class NodeOptions:
     app: str | None = None
     idle_timeout: float = 10.0
     home: Path | None = None
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when uvloop is installed (``pip install 'rusm[uvloop]'``)
+    and ``RUSM_LOOP`` is not ``asyncio``; None (the stock loop) otherwise."""
+    if os.environ.get("RUSM_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def load_app(spec: str) -> Callable[[ClusterNode], Any]:
@@ -120,8 +132,9 @@ async def run_node(
             except (RusmError, OSError, TimeoutError) as e:
                 log.error("node %s: cannot connect to %s:%d: %s", opts.name, *addr, e)
         log.info(
-            "node %s up: cluster %s:%d, observe ws://%s:%d (token in %s)",
+            "node %s up: cluster %s:%d, observe ws://%s:%d (token in %s), %s loop",
             opts.name, *entry.cluster, *entry.observe, directory.path(opts.name),
+            type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
         if on_ready is not None:
             on_ready(node, entry)
