@@ -82,6 +82,34 @@ async def test_a_trapping_process_receives_exit_messages_and_survives(rt: Runtim
     assert rt.is_alive(parent.pid)
 
 
+async def test_exit_signals_go_out_in_the_order_the_links_were_made(rt: Runtime) -> None:
+    """Links are an insertion-ordered set, so a cascade runs the same on every run."""
+    seen: list[int] = []
+    done = asyncio.Event()
+    count = 20
+    started = [asyncio.Event() for _ in range(count)]
+
+    async def watcher(proc: Process, i: int) -> None:
+        proc.trap_exits = True
+        started[i].set()
+        msg = await proc.receive()
+        assert isinstance(msg, Exit)
+        seen.append(i)
+        if len(seen) == count:
+            done.set()
+
+    hub = await probe(rt)
+    order = [(i * 7) % count for i in range(count)]  # not the spawn order
+    watchers = {i: rt.spawn(watcher, i) for i in range(count)}
+    for event in started:
+        await asyncio.wait_for(event.wait(), 5)
+    for i in order:
+        hub.proc.link(watchers[i])
+    rt.exit(hub.pid, "bye")
+    await asyncio.wait_for(done.wait(), 5)
+    assert seen == order
+
+
 async def test_kill_cannot_be_trapped_and_links_see_killed(rt: Runtime) -> None:
     parent = await probe(rt, trap=True)
     victim = await probe(rt, trap=True)

@@ -68,7 +68,9 @@ class Process:
         self._waiter: asyncio.Future[None] | None = None
         # Local peers are Process objects; peers on other nodes are Pids
         # (or a (name, node) tuple for a monitor by remote name).
-        self._links: set[Process | Pid] | None = None
+        # Insertion-ordered (a dict as an ordered set): exit signals go out
+        # in the order the links were made, the same on every run.
+        self._links: dict[Process | Pid, None] | None = None
         self._monitors: dict[Ref, Process | RemoteDest] | None = None
         self._monitored_by: dict[Ref, Process | Pid] | None = None
         self._names: list[str] | None = None

@@ -371,11 +371,11 @@ class Runtime:
 
     def _add_link(self, a: Process, b: Process) -> None:
         if a._links is None:
-            a._links = set()
+            a._links = {}
         if b._links is None:
-            b._links = set()
-        a._links.add(b)
-        b._links.add(a)
+            b._links = {}
+        a._links[b] = None
+        b._links[a] = None
 
     def _link(self, proc: Process, pid: Pid) -> None:
         if pid.__class__ is Pid and pid.node != self.node:
@@ -383,9 +383,9 @@ class Runtime:
                 self._signal(proc, pid, NOCONNECTION)
                 return
             if proc._links is None:
-                proc._links = set()
+                proc._links = {}
             if pid not in proc._links:
-                proc._links.add(pid)
+                proc._links[pid] = None
                 self._index(pid.node, proc)
                 self._router.link(proc.pid, pid)
             return
@@ -400,15 +400,15 @@ class Runtime:
     def _unlink(self, proc: Process, pid: Pid) -> None:
         if pid.__class__ is Pid and pid.node != self.node:
             if proc._links and pid in proc._links:
-                proc._links.discard(pid)
+                proc._links.pop(pid, None)
                 if self._router is not None:
                     self._router.unlink(proc.pid, pid)
             return
         other = self._local(pid)
         if other is not None and proc._links and other in proc._links:
-            proc._links.discard(other)
+            proc._links.pop(other, None)
             if other._links:
-                other._links.discard(proc)
+                other._links.pop(proc, None)
 
     def _index(self, node: str, proc: Process) -> None:
         """Remember that ``proc`` has links or monitors with ``node`` (for node_down)."""
@@ -559,7 +559,7 @@ class Runtime:
                         router.exit(proc.pid, other, link_reason)  # type: ignore[arg-type]
                     continue
                 if other._links:
-                    other._links.discard(proc)
+                    other._links.pop(proc, None)
                 self._signal(other, proc.pid, link_reason)
             proc._links = None
         if self._by_node:
@@ -604,14 +604,14 @@ class Runtime:
                 self._router.exit(dst, src, NOPROC)
             return
         if proc._links is None:
-            proc._links = set()
-        proc._links.add(src)
+            proc._links = {}
+        proc._links[src] = None
         self._index(src.node, proc)
 
     def remote_unlink(self, src: Pid, dst: Pid) -> None:
         proc = self._local_dest(dst)
         if proc is not None and proc._links:
-            proc._links.discard(src)
+            proc._links.pop(src, None)
 
     def remote_exit(self, src: Pid, dst: Pid, reason: Any) -> None:
         """An exit signal from ``src``: its link fired, or it called ``exit/2``."""
@@ -619,7 +619,7 @@ class Runtime:
         if proc is None:
             return
         if proc._links:
-            proc._links.discard(src)
+            proc._links.pop(src, None)
         if _is(reason, KILL):
             self._exit_now(proc, KILLED, cancel=True)
         else:
@@ -671,7 +671,7 @@ class Runtime:
             if proc._links:
                 for other in list(proc._links):
                     if other.__class__ is Pid and other.node == node:
-                        proc._links.discard(other)
+                        proc._links.pop(other, None)
                         self._signal(proc, other, NOCONNECTION)
 
     # -- introspection -------------------------------------------------------
