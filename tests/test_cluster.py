@@ -388,3 +388,62 @@ def test_nodes_run_on_uvloop_too(ca: ClusterCa) -> None:
         reply, loop_module = runner.run(main())
     assert loop_module.startswith("uvloop")
     assert reply == ("echo", 7)
+
+
+def pair_state(node: ClusterNode) -> dict[str, int]:
+    """The per-pair sequence state of all the node's links, summed."""
+    total: dict[str, int] = {}
+    for peer in node._peers.values():
+        for key, n in peer.pair_state().items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
+def no_pair_state(*nodes: ClusterNode) -> Any:
+    return lambda: all(not any(pair_state(n).values()) for n in nodes)
+
+
+async def worker(proc: Process, echo_pid: Pid, done: asyncio.Queue[Any]) -> None:
+    """Uses every kind of pair with london's echo, then exits."""
+    ref = proc.monitor(echo_pid)
+    proc.link(echo_pid)
+    proc.send(("echo", "london"), ("reply_to", proc.pid, 1))
+    echoed = await proc.receive()
+    answer = await proc.call(echo_pid, 2)
+    proc.demonitor(ref)
+    proc.unlink(echo_pid)
+    await done.put((echoed, answer))
+
+
+async def test_pair_state_goes_with_the_processes_that_used_it(cluster: Cluster) -> None:
+    """Sequence numbers are kept per (sender, receiver) pair; a node that
+    talks with ever new processes must not keep them forever (PairEnd when
+    a sender exits, Gone when a receiver does)."""
+    london, tokyo = await cluster.pair()
+    echo_pid = serve_echo(london)
+    done: asyncio.Queue[Any] = asyncio.Queue()
+    for round_ in range(2):  # a second round: pairs that ended can start over
+        for _ in range(30):
+            tokyo.runtime.spawn(worker, echo_pid, done)
+        for _ in range(30):
+            assert await asyncio.wait_for(done.get(), 5) == (("echoed", 1), ("echo", 2))
+        await until(no_pair_state(london, tokyo), f"no pair state after round {round_}")
+    assert london.runtime.dead_letters == 0 and tokyo.runtime.dead_letters == 0
+
+
+async def test_signals_to_a_dead_remote_process_keep_no_state_and_still_answer_noproc(
+    cluster: Cluster,
+) -> None:
+    london, tokyo = await cluster.pair()
+    ghost = london.runtime.spawn(idle)
+    london.runtime.kill(ghost)
+    watcher = await probe(tokyo.runtime, trap=True)
+    for _ in range(3):
+        watcher.proc.send(ghost, "lost")
+        ref = watcher.proc.monitor(ghost)
+        assert await watcher.next() == Down(ref, ghost, "noproc")
+        watcher.proc.link(ghost)
+        assert await watcher.next() == Exit(ghost, "noproc")
+    await until(lambda: london.runtime.dead_letters == 3, "three dead letters on london")
+    # london kept nothing for the dead process; tokyo was told to drop its numbering
+    await until(no_pair_state(london, tokyo), "no pair state for a dead process")

@@ -14,6 +14,8 @@ from typing import Any, cast
 from rusm.actors import Process, Runtime
 from rusm.net import ClusterCa, ClusterNode
 
+from .helpers import until
+
 LOCAL = ("127.0.0.1", 0)
 Address = tuple[str, int]
 
@@ -157,3 +159,47 @@ async def test_ten_thousand_messages_through_a_lossy_relay_arrive_complete_and_i
     assert relay.reordered > 0, relay.received
     left = asyncio.all_tasks() - {asyncio.current_task()}
     assert not left, f"closed nodes left tasks behind: {left}"
+
+
+async def short_sender(proc: Process, i: int, n: int) -> None:
+    """Sends n messages in one turn, then exits: its PairEnd follows them."""
+    for j in range(n):
+        proc.send(("collector", "london"), (i, j))
+
+
+async def test_short_lived_senders_through_a_lossy_relay_keep_order_and_leave_no_pair_state() -> (
+    None
+):
+    """A sender's PairEnd can overtake its last messages on the wire; the
+    receiver forgets the pair only when it reaches the PairEnd in order."""
+    ca = ClusterCa.generate()
+    london = await ClusterNode.bind("london", Runtime(), LOCAL, ca.issue("london"))
+    tokyo = await ClusterNode.bind("tokyo", Runtime(), LOCAL, ca.issue("tokyo"))
+    relay = await LossyRelay.start(london.local_addr(), seed=20261121)
+    loop = asyncio.get_running_loop()
+    senders, each = 200, 10
+    try:
+        async with asyncio.timeout(DEADLINE):
+            done: asyncio.Future[list[Any]] = loop.create_future()
+            london.runtime.register("collector", london.runtime.spawn(collector, done))
+            await tokyo.connect(relay.address())
+            for i in range(senders):
+                tokyo.runtime.spawn(short_sender, i, each)
+                if i % 20 == 19:
+                    await asyncio.sleep(0)
+            await until(lambda: london.runtime.messages >= senders * each, "every message")
+            london.runtime.send("collector", ("done", 0))
+            got = await done
+            peers = [*london._peers.values(), *tokyo._peers.values()]
+            await until(
+                lambda: not any(any(p.pair_state().values()) for p in peers), "no pair state"
+            )
+    finally:
+        relay.close()
+        await tokyo.close()
+        await london.close()
+    by_sender: dict[int, list[int]] = {}
+    for i, j in got:
+        by_sender.setdefault(i, []).append(j)
+    assert by_sender == {i: list(range(each)) for i in range(senders)}  # complete, each in order
+    assert relay.dropped > 0 and relay.reordered > 0, relay.received

@@ -169,6 +169,7 @@ def test_rusm_top_in_a_real_terminal_shows_the_nodes_processes_and_obeys_keys(
             assert time.monotonic() < deadline, "? did not close the help"
             time.sleep(0.1)
         _tmux("send-keys", "-t", session, ":")
+        wait_for("help lists them")  # the command line is open: now keys are text
         _tmux("send-keys", "-t", session, "-l", "spawn worker")
         _tmux("send-keys", "-t", session, "Enter")
         wait_for("spawn ok")

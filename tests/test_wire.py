@@ -30,6 +30,7 @@ from rusm.net.wire import (
     Frame,
     FrameDecoder,
     FrameTooLarge,
+    Gone,
     Gossip,
     Hello,
     HelloExpected,
@@ -38,6 +39,7 @@ from rusm.net.wire import (
     MalformedFrame,
     Monitor,
     Msg,
+    PairEnd,
     ProtocolError,
     Request,
     Response,
@@ -72,6 +74,7 @@ CONTROL_FRAMES: list[Frame] = [
     Request(2, "spawn", ("worker", [1, "x"], {"opt": (1, 2)})),
     Response(1, True, [LONDON, TOKYO]),
     Response(2, False, ("NoProc", "no process worker")),
+    Gone(TOKYO, (LONDON, Pid("london", 43))),
 ]
 
 PAIR_FRAMES: list[Frame] = [
@@ -84,6 +87,12 @@ PAIR_FRAMES: list[Frame] = [
     DownSignal(LONDON, TOKYO, 7, REF, "noproc"),
     CallRequest(LONDON, TOKYO, 8, REF, ("get", "key")),
     CallReply(LONDON, TOKYO, 9, REF, ("ok", 3)),
+    PairEnd(LONDON, TOKYO, 10),
+]
+
+NOPROC_ANSWERS: list[Frame] = [
+    ExitSignal(LONDON, TOKYO, 0, "noproc"),
+    DownSignal(LONDON, TOKYO, 0, REF, "noproc"),
 ]
 
 
@@ -330,6 +339,11 @@ def test_every_pair_frame_round_trips() -> None:
     assert decode_all(pair_decoder(), [stream]) == PAIR_FRAMES
 
 
+def test_a_noproc_answer_has_seq_0_alone_on_its_stream() -> None:
+    for frame in NOPROC_ANSWERS:
+        assert decode_all(pair_decoder(), [encode_frame(frame)]) == [frame]
+
+
 def test_a_message_to_a_registered_name_round_trips() -> None:
     frames = [Msg(LONDON, "greeter", seq, b"hi") for seq in (5, 6)]
     stream = b"".join(encode_frame(frame) for frame in frames)
@@ -367,6 +381,7 @@ def test_a_frame_over_the_senders_limit_is_refused_at_the_sender() -> None:
     "frame",
     [
         Msg(LONDON, TOKYO, 0, "seq starts at 1"),
+        Link(LONDON, TOKYO, 0),  # only ExitSignal and DownSignal may have seq 0
         Msg("london", TOKYO, 1, "src must be a pid"),  # type: ignore[arg-type]
         Msg(LONDON, "", 1, "an empty name"),
         Link(LONDON, TOKYO, True),

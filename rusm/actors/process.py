@@ -236,6 +236,8 @@ class Process:
     def exit(self, pid: Pid, reason: Any) -> None:
         """Send an exit signal to ``pid`` (Erlang's ``exit/2``); ``kill``
         cannot be trapped. To end this process, raise ``ProcessExit(reason)``."""
+        if self._dead:  # an exited process unwinding sends no more signals
+            return
         self._rt._signal_pid(pid, self.pid, reason)
 
     def kill(self, pid: Pid) -> None:

@@ -5,7 +5,9 @@ implements :class:`RemoteRouter` and installs it with
 ``Runtime.set_router``; the runtime calls it for anything addressed to a
 process of another node, with the local process (or ``<node.0>``) as ``src``.
 Every call keeps its (src, dst) pair's order: the router must deliver the
-signals of one pair in the order it is given them. In the other direction
+signals of one pair in the order it is given them. ``exited`` reports a
+local process's end after its last signal (its exit and ``Down`` signals),
+so the router can forget the state it kept for its pairs. In the other direction
 the cluster layer calls the runtime's ``remote_*`` entry points.
 
 A remote destination is a :class:`Pid` of another node or a
@@ -34,10 +36,20 @@ class RemoteRouter(Protocol):
 
     def unlink(self, src: Pid, dst: Pid) -> None: ...
 
-    def exit(self, src: Pid, dst: Pid, reason: Any) -> None: ...
+    def exit(self, src: Pid, dst: Pid, reason: Any, *, dead: bool = False) -> None:
+        """An exit signal. ``dead``: ``src`` does not exist (any more) and this
+        is the runtime's ``noproc`` answer on its behalf, in no pair's order."""
+        ...
 
     def monitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None: ...
 
     def demonitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None: ...
 
-    def down(self, src: Pid | str, dst: Pid, ref: Ref, reason: Any) -> None: ...
+    def down(self, src: Pid | str, dst: Pid, ref: Ref, reason: Any, *, dead: bool = False) -> None:
+        """A monitor's ``Down``; ``dead`` as for :meth:`exit`."""
+        ...
+
+    def exited(self, pid: Pid) -> None:
+        """``pid``, a local process, has exited and sent its last signal: no
+        call above will name it as ``src`` again."""
+        ...

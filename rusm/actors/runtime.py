@@ -289,7 +289,12 @@ class Runtime:
                 return
             if replier is not None:  # the reply ends the call's implied monitor
                 callee = self._procs.get(replier.serial)
-                if callee is not None and callee._monitored_by:
+                if callee is None:
+                    # The callee exited: its caller has had Down and given up.
+                    self.dead_letters += 1
+                    log.debug("reply to %s from %s after it exited dropped", caller, replier)
+                    return
+                if callee._monitored_by:
                     callee._monitored_by.pop(ref, None)
             self._router.reply(replier or self._self_pid, caller, ref, value)
             return
@@ -378,6 +383,8 @@ class Runtime:
         b._links[a] = None
 
     def _link(self, proc: Process, pid: Pid) -> None:
+        if proc._dead:  # an exited process unwinding: it has no links any more
+            return
         if pid.__class__ is Pid and pid.node != self.node:
             if self._router is None:
                 self._signal(proc, pid, NOCONNECTION)
@@ -426,6 +433,8 @@ class Runtime:
         """Monitor ``target``. With ``by_call``, a remote target's monitor is
         implied by the ``CallRequest`` that follows (no ``Monitor`` frame)."""
         ref = self.make_ref()
+        if watcher._dead:  # an exited process unwinding: nothing to watch for
+            return ref
         remote = _remote_node(target, self.node)
         if remote is not None:
             if self._router is None:
@@ -565,6 +574,8 @@ class Runtime:
         if self._by_node:
             for procs in self._by_node.values():
                 procs.discard(proc)
+        if router is not None:
+            router.exited(proc.pid)
 
     # -- from other nodes (called by the cluster layer, in pair order) --------
 
@@ -601,7 +612,7 @@ class Runtime:
         proc = self._local_dest(dst)
         if proc is None:
             if self._router is not None:
-                self._router.exit(dst, src, NOPROC)
+                self._router.exit(dst, src, NOPROC, dead=True)
             return
         if proc._links is None:
             proc._links = {}
@@ -634,7 +645,7 @@ class Runtime:
         proc = self._local_dest(dst)
         if proc is None:
             if self._router is not None:
-                self._router.down(dst, src, ref, NOPROC)
+                self._router.down(dst, src, ref, NOPROC, dead=True)
             return None
         if proc._monitored_by is None:
             proc._monitored_by = {}

@@ -493,11 +493,14 @@ class _Router:
         if peer is not None:
             peer.pair(lambda seq: Unlink(src, d, seq), src, d)
 
-    def exit(self, src: Pid, dst: Pid, reason: Any) -> None:
+    def exit(self, src: Pid, dst: Pid, reason: Any, *, dead: bool = False) -> None:
         peer, d = self._peer(dst)
         if peer is not None:
             term = reason_term(reason)
-            peer.pair(lambda seq: ExitSignal(src, d, seq, term), src, d)
+            if dead:
+                peer.unordered(ExitSignal(src, d, 0, term))
+            else:
+                peer.pair(lambda seq: ExitSignal(src, d, seq, term), src, d)
 
     def monitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None:
         peer, d = self._peer(dst)
@@ -511,10 +514,19 @@ class _Router:
         if peer is not None:
             peer.pair(lambda seq: Demonitor(src, d, seq, ref), src, d)
 
-    def down(self, src: Pid | str, dst: Pid, ref: Ref, reason: Any) -> None:
+    def down(
+        self, src: Pid | str, dst: Pid, ref: Ref, reason: Any, *, dead: bool = False
+    ) -> None:
         peer, d = self._peer(dst)
         if peer is not None:
+            term = reason_term(reason)
+            if isinstance(src, Pid) and dead:
+                peer.unordered(DownSignal(src, d, 0, ref, term))
+                return
             # A monitor by name whose name was free: the node itself answers.
             origin = src if isinstance(src, Pid) else self.rt._self_pid
-            term = reason_term(reason)
             peer.pair(lambda seq: DownSignal(origin, d, seq, ref, term), origin, d)
+
+    def exited(self, pid: Pid) -> None:
+        for peer in list(self.node._peers.values()):
+            peer.local_exited(pid)

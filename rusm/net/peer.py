@@ -29,6 +29,7 @@ from .messages import (
 )
 from .tls import PeerRejected, verify_peer
 from .wire import (
+    GONE_BATCH,
     PROTOCOL_VERSION,
     CallReply,
     CallRequest,
@@ -36,6 +37,7 @@ from .wire import (
     DownSignal,
     ExitSignal,
     Frame,
+    Gone,
     Gossip,
     Hello,
     HelloAck,
@@ -43,6 +45,7 @@ from .wire import (
     Link,
     Monitor,
     Msg,
+    PairEnd,
     PairFrame,
     Request,
     Response,
@@ -88,8 +91,12 @@ class Peer:
         self._accepted = False  # listener: we accepted its hello, it has not acked ours
         self.ready: asyncio.Future[Peer] = asyncio.get_running_loop().create_future()
         self._dispatch = _dispatch_table(node.runtime)
+        # Per-pair sequence state, and which pairs each local process is in,
+        # so the state goes when the process does (local_exited).
         self._out_seq: dict[tuple[Any, Any], int] = {}
+        self._out_by_src: dict[Pid, dict[Any, None]] = {}
         self._in_next: dict[tuple[Any, Any], int] = {}
+        self._in_by_dst: dict[Pid, dict[Pid, None]] = {}
         self._reorder: dict[tuple[Any, Any], dict[int, PairFrame]] = {}
         self._reordered = 0
         self._rpc_ids = itertools.count(1)
@@ -119,6 +126,8 @@ class Peer:
             assert self.name is not None
             if not self.hidden:
                 self.node._gossip_received(self, frame)
+        elif isinstance(frame, Gone):
+            self._gone(frame)
         elif isinstance(frame, Request):
             self.node._request_received(self, frame)
         elif isinstance(frame, Response):
@@ -140,16 +149,43 @@ class Peer:
         dst = frame.dst
         if dst.__class__ is Pid and dst.node != self.node.name:
             raise UnexpectedFrame(f"node {self.name} sent a frame for {dst}")
+        if frame.seq == 0:  # a noproc answer for a process that is gone: no order
+            self._dispatch[frame.__class__](frame)
+            return
         key = (src, dst)
-        expected = self._in_next.get(key, 1)
+        expected = self._in_next.get(key)
+        if expected is None:
+            if dst.__class__ is Pid and not self.node.runtime.is_alive(dst):
+                # Frames to a dead process are dead letters or noproc answers
+                # whatever their order: no state is kept for them, and the
+                # first of a pair tells the sender to drop its numbering too.
+                if frame.__class__ is not PairEnd:
+                    self._dispatch[frame.__class__](frame)
+                    if frame.seq == 1:
+                        self.link.send_control(Gone(dst, (src,)))
+                return
+            expected = 1
+            if dst.__class__ is Pid:
+                by_dst = self._in_by_dst.get(dst)
+                if by_dst is None:
+                    self._in_by_dst[dst] = {src: None}
+                else:
+                    by_dst[src] = None
         if frame.seq == expected:
+            if frame.__class__ is PairEnd:
+                self._pair_ended(key)
+                return
             self._dispatch[frame.__class__](frame)
             expected += 1
             waiting = self._reorder.get(key)
             if waiting:
                 while expected in waiting:
-                    self._dispatch[waiting[expected].__class__](waiting.pop(expected))
+                    frame = waiting.pop(expected)
                     self._reordered -= 1
+                    if frame.__class__ is PairEnd:
+                        self._pair_ended(key)
+                        return
+                    self._dispatch[frame.__class__](frame)
                     expected += 1
                 if not waiting:
                     del self._reorder[key]
@@ -164,6 +200,58 @@ class Peer:
                 raise LimitExceeded("too many frames held back out of order")
         else:
             raise UnexpectedFrame(f"frame {frame.seq} of {src}->{dst} came twice")
+
+    def _pair_ended(self, key: tuple[Any, Any]) -> None:
+        """A pair's PairEnd came in order: forget the pair."""
+        self._in_next.pop(key, None)
+        waiting = self._reorder.pop(key, None)
+        if waiting:  # frames numbered after the end: the peer broke the protocol
+            raise UnexpectedFrame(f"frames of {key[0]}->{key[1]} came after its PairEnd")
+        src, dst = key
+        by_dst = self._in_by_dst.get(dst)
+        if by_dst is not None:
+            by_dst.pop(src, None)
+            if not by_dst:
+                del self._in_by_dst[dst]
+
+    def local_exited(self, pid: Pid) -> None:
+        """A local process exited: end its pairs as a sender (PairEnd, in each
+        pair's order) and forget them as a receiver (Gone tells the peer)."""
+        dsts = self._out_by_src.pop(pid, None)
+        if dsts is not None:
+            for dst in dsts:
+                key = (pid, dst)
+                seq = self._out_seq.pop(key, 0) + 1
+                self.link.send_pair(key, encode_frame(PairEnd(pid, dst, seq)))
+        srcs = self._in_by_dst.pop(pid, None)
+        if srcs is None:
+            return
+        for src in srcs:
+            key = (src, pid)
+            self._in_next.pop(key, None)
+            waiting = self._reorder.pop(key, None)
+            if waiting:  # held back for an earlier frame: they can go now, all dead
+                self._reordered -= len(waiting)
+                for seq in sorted(waiting):
+                    frame = waiting[seq]
+                    if frame.__class__ is not PairEnd:
+                        self._dispatch[frame.__class__](frame)
+        senders = tuple(srcs)
+        for i in range(0, len(senders), GONE_BATCH):
+            self.link.send_control(Gone(pid, senders[i : i + GONE_BATCH]))
+
+    def _gone(self, frame: Gone) -> None:
+        """The peer's process exited: forget our numbering of pairs to it."""
+        dst = frame.pid
+        if dst.node != self.name:
+            raise UnexpectedFrame(f"node {self.name} reported {dst} gone, not its own")
+        for src in frame.senders:
+            if self._out_seq.pop((src, dst), None) is not None:
+                dsts = self._out_by_src.get(src)
+                if dsts is not None:
+                    dsts.pop(dst, None)
+                    if not dsts:
+                        del self._out_by_src[src]
 
     def closed(self, code: int, reason: str) -> None:
         for fut in self._rpc.values():
@@ -231,14 +319,41 @@ class Peer:
         seq = self._out_seq.get(key, 0) + 1
         data = encode_frame(frame_of(seq))
         self._out_seq[key] = seq
+        if seq == 1:
+            self._index_out(src, dst)
         self.link.send_pair(key, data)
+
+    def pair_state(self) -> dict[str, int]:
+        """How much per-pair state this link holds (it goes when processes do)."""
+        return {
+            "out": len(self._out_seq),
+            "in": len(self._in_next),
+            "held": self._reordered,
+            "senders": len(self._out_by_src),
+            "receivers": len(self._in_by_dst),
+        }
+
+    def unordered(self, frame: PairFrame) -> None:
+        """Send a frame with seq 0, outside any pair's order and on a stream
+        of its own: a ``noproc`` answer on behalf of a process that no longer
+        exists, whose pairs have ended (PairEnd) or never began."""
+        self.link.send_pair(object(), encode_frame(frame))
 
     def send_msg(self, src: Pid, dst: Pid | str, term: Any) -> None:
         key = (src, dst)
         seq = self._out_seq.get(key, 0) + 1
         data = encode_frame(Msg(src, dst, seq, term))
         self._out_seq[key] = seq
+        if seq == 1:
+            self._index_out(src, dst)
         self.link.send_pair(key, data)
+
+    def _index_out(self, src: Pid, dst: Pid | str) -> None:
+        dsts = self._out_by_src.get(src)
+        if dsts is None:
+            self._out_by_src[src] = {dst: None}
+        else:
+            dsts[dst] = None
 
     def gossip(self, op: str, entries: tuple[tuple[str, Pid], ...]) -> None:
         if self.up and not self.hidden:

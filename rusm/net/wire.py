@@ -62,6 +62,7 @@ from .terms import (
 __all__ = [
     "ALPN",
     "DEFAULT_LIMITS",
+    "GONE_BATCH",
     "GOSSIP_OPS",
     "PROTOCOL_VERSION",
     "CallReply",
@@ -74,6 +75,7 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameTooLarge",
+    "Gone",
     "Gossip",
     "Hello",
     "HelloAck",
@@ -83,6 +85,7 @@ __all__ = [
     "MalformedFrame",
     "Monitor",
     "Msg",
+    "PairEnd",
     "PairFrame",
     "ProtocolError",
     "Request",
@@ -106,6 +109,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+GONE_BATCH = 500
+"""Senders per Gone frame at most (a Gone stays well inside the control frame limit)."""
 """Sent in Hello; a peer with another version is refused (VERSION_MISMATCH)."""
 ALPN = "rusm/1"
 """The TLS ALPN protocol id of a RUSM link."""
@@ -261,10 +266,25 @@ class HelloAck(ControlFrame):
 
 
 @dataclass(frozen=True, slots=True)
+class Gone(ControlFrame):
+    """The sender's process ``pid`` has exited: the receiver may forget how
+    it numbers its pairs (src, pid) for each src in ``senders``. The sender
+    no longer orders frames to a dead process (they are all dead letters or
+    ``noproc`` answers), so any later frame of such a pair may restart at 1."""
+
+    TYPE: ClassVar[int] = 6
+    pid: Pid
+    senders: tuple[Pid, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PairFrame(Frame):
     """A frame from ``src`` to ``dst`` (a pid or a name registered at the receiver).
 
     ``seq`` counts from 1 per (src, dst) pair; the receiver restores order.
+    An ExitSignal or DownSignal may have ``seq`` 0, outside any order: the
+    ``noproc`` answer on behalf of a process that does not exist (alone on
+    its stream).
     """
 
     src: Pid
@@ -345,6 +365,14 @@ class CallReply(PairFrame):
     value: Any
 
 
+@dataclass(frozen=True, slots=True)
+class PairEnd(PairFrame):
+    """The last frame of its pair: src has exited. The receiver forgets the
+    pair's sequence state when it reaches this frame in order."""
+
+    TYPE: ClassVar[int] = 19
+
+
 # --------------------------------------------------------------------------- field rules
 
 _Check = Callable[[Any], bool]
@@ -356,6 +384,10 @@ def _is_uint(v: Any) -> bool:
 
 def _is_seq(v: Any) -> bool:
     return type(v) is int and 1 <= v <= _U64_MAX
+
+
+def _is_answer_seq(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= _U64_MAX
 
 
 def _is_dst(v: Any) -> bool:
@@ -391,8 +423,17 @@ _RULES: dict[str, tuple[_Check, str]] = {
     "args": (lambda v: type(v) is tuple, "a tuple"),
     "ok": (lambda v: type(v) is bool, "a bool"),
     "ref": _REF,
+    "pid": _PID,
+    "senders": (
+        lambda v: type(v) is tuple and all(type(p) is Pid for p in v),
+        "a tuple of Pids",
+    ),
     **_PAIR,
 }
+
+
+_ANSWERS = (ExitSignal, DownSignal)
+"""The frames a node sends on behalf of a process that does not exist."""
 
 
 class _Spec:
@@ -402,7 +443,10 @@ class _Spec:
         self.cls = cls
         self.kind: StreamKind = "pair" if issubclass(cls, PairFrame) else "control"
         self.names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-        self.checks = tuple((name, *_RULES.get(name, _TERM)) for name in self.names)
+        rules = _RULES
+        if cls in _ANSWERS:  # seq 0: a noproc answer, outside any pair's order
+            rules = {**_RULES, "seq": (_is_answer_seq, "an int >= 0")}
+        self.checks = tuple((name, *rules.get(name, _TERM)) for name in self.names)
         # Error paths: a pair frame's payload term reads from its root ("[1]['k']").
         self.roots = [""] + [
             "" if name in ("term", "request", "value") else name for name in self.names
@@ -421,8 +465,8 @@ class _Spec:
 
 
 _FRAME_CLASSES: tuple[type[Frame], ...] = (
-    Hello, Gossip, Request, Response, HelloAck,
-    Msg, Link, Unlink, ExitSignal, Monitor, Demonitor, DownSignal, CallRequest, CallReply,
+    Hello, Gossip, Request, Response, HelloAck, Gone,
+    Msg, Link, Unlink, ExitSignal, Monitor, Demonitor, DownSignal, CallRequest, CallReply, PairEnd,
 )  # fmt: skip
 _SPECS: dict[int, _Spec] = {cls.TYPE: _Spec(cls) for cls in _FRAME_CLASSES}
 _SPEC_OF: dict[type[Frame], _Spec] = {spec.cls: spec for spec in _SPECS.values()}
