@@ -496,6 +496,26 @@ def encode_frame(frame: Frame, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
             if len(body) > limits.max_message_frame:
                 raise _too_large(frame, len(body), limits.max_message_frame)
             return _HEADER.pack(len(body)) + body
+    elif type(frame) is CallRequest or type(frame) is CallReply:  # a call's two hot frames
+        src, dst, seq, ref = frame.src, frame.dst, frame.seq, frame.ref
+        term = frame.value if type(frame) is CallReply else frame.request  # type: ignore[union-attr]
+        if (
+            type(src) is Pid
+            and type(seq) is int
+            and 0 < seq <= _U64_MAX
+            and type(ref) is Ref
+            and (type(dst) is Pid or (type(dst) is str and dst))
+        ):
+            try:
+                body = pack_fields(
+                    [frame.TYPE, src, dst, seq, ref, term], _CALL_ROOTS, limits.max_depth,
+                    flat=type(term) in _FLAT,
+                )
+            except UnsendableTerm as e:
+                raise UnsendableTerm(f"{e} in a {type(frame).__name__} frame") from None
+            if len(body) > limits.max_message_frame:
+                raise _too_large(frame, len(body), limits.max_message_frame)
+            return _HEADER.pack(len(body)) + body
     spec = _SPEC_OF.get(type(frame))
     if spec is None:
         raise InvalidFrame(f"cannot encode {type(frame).__name__}: not a frame class")
@@ -514,6 +534,8 @@ def encode_frame(frame: Frame, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
 
 
 _MSG_ROOTS = _SPEC_OF[Msg].roots
+_CALL_ROOTS = _SPEC_OF[CallRequest].roots
+assert _SPEC_OF[CallReply].roots == _CALL_ROOTS
 _FLAT = frozenset({bytes, str, int, float, bool, type(None), Pid, Ref})
 
 
@@ -642,6 +664,21 @@ class FrameDecoder:
                     else:
                         self._check_pair(src, dst, seq)
                     return Msg(src, dst, seq, items[4])
+            elif (t == 17 or t == 18) and len(items) == 6:  # a call's frames, as above
+                src, dst, seq, ref = items[1], items[2], items[3], items[4]
+                if (
+                    type(src) is Pid
+                    and type(seq) is int
+                    and seq > 0
+                    and type(ref) is Ref
+                    and (type(dst) is Pid or (type(dst) is str and dst))
+                ):
+                    if src is self._src and dst is self._dst and seq == self._next_seq:
+                        self._next_seq = seq + 1
+                    else:
+                        self._check_pair(src, dst, seq)
+                    cls = CallRequest if t == 17 else CallReply
+                    return cls(src, dst, seq, ref, items[5])
             frame = self._frame(t, items)
             assert isinstance(frame, PairFrame)
             self._check_pair(frame.src, frame.dst, frame.seq)
