@@ -31,7 +31,11 @@ Prints one JSON line on stdout: both sets of figures, the ratios
 RUSM/ceiling (``msgs_per_s``: the best level of each side) and whether the
 targets are met. Progress goes to stderr.
 
-    python scripts/cluster_fanout.py [--quick] [--uvloop] [--calls N] [--profile FILE]
+    python scripts/cluster_fanout.py [--quick] [--uvloop] [--calls N] [--repeat R] [--profile FILE]
+
+With ``--repeat R`` it runs R rounds of RUSM-then-ceiling and reports each
+ratio's median (``rusm`` and ``ceiling`` are the last round's figures;
+``ratio_rounds`` lists every round's ratios).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import logging
 import os
 import platform
 import ssl
+import statistics
 import sys
 import tempfile
 import time
@@ -495,13 +500,26 @@ def ratios(rusm: dict[str, Any], ceiling: dict[str, Any]) -> dict[str, float]:
 
 
 async def bench(
-    sizes: Sizes, use_uvloop: bool, profile: cProfile.Profile | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    sizes: Sizes, use_uvloop: bool, profile: cProfile.Profile | None, repeat: int
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``repeat`` rounds of (RUSM, then the ceiling), with the same certificates."""
+    runs = []
     with tempfile.TemporaryDirectory(prefix="rusm-bench-") as tmp:
         certs = make_certs(Path(tmp))
-        rusm = await bench_rusm(certs, sizes, use_uvloop, profile)
-        ceiling = await bench_ceiling(certs, sizes, use_uvloop)
-    return rusm, ceiling
+        for i in range(repeat):
+            if repeat > 1:
+                note(f"round {i + 1} of {repeat}")
+            rusm = await bench_rusm(certs, sizes, use_uvloop, profile)
+            ceiling = await bench_ceiling(certs, sizes, use_uvloop)
+            runs.append((rusm, ceiling))
+    return runs
+
+
+def median_ratios(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, float]:
+    """Each ratio's median over the rounds (each round's ratio is RUSM against
+    the ceiling measured right after it, so the machine's drift cancels)."""
+    per_round = [ratios(rusm, ceiling) for rusm, ceiling in runs]
+    return {key: round(statistics.median(r[key] for r in per_round), 3) for key in per_round[0]}
 
 
 def main() -> None:
@@ -514,6 +532,9 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="cProfile this (tokyo) process during the RUSM saturation runs "
                              "and write the stats to FILE (the figures then suffer)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="R",
+                        help="rounds of RUSM-then-ceiling; the ratios are the medians "
+                             "(default 1; the run-to-run spread is wide on a shared machine)")
     parser.add_argument("--serve", choices=("rusm", "ceiling"), help=argparse.SUPPRESS)
     parser.add_argument("--certs", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -531,15 +552,18 @@ def main() -> None:
             parser.error("--calls must be at least 1")
         sizes = Sizes(calls=args.calls, warmup=max(1, args.calls // 10),
                       saturation=4 * args.calls, phase_timeout=sizes.phase_timeout)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     profile = cProfile.Profile() if args.profile else None
 
     started = time.perf_counter()
     with asyncio.Runner(loop_factory=factory) as runner:
-        rusm, ceiling = runner.run(bench(sizes, factory is not None, profile))
+        runs = runner.run(bench(sizes, factory is not None, profile, args.repeat))
     if profile is not None:
         profile.dump_stats(args.profile)
         note(f"profile of the RUSM saturation runs written to {args.profile}")
-    ratio = ratios(rusm, ceiling)
+    rusm, ceiling = runs[-1]
+    ratio = median_ratios(runs)
     result = {
         "bench": "cluster_fanout",
         "python": platform.python_version(),
@@ -548,9 +572,11 @@ def main() -> None:
         "quick": args.quick,
         "profiled": profile is not None,
         "sizes": {**asdict(sizes), "levels": list(LEVELS), "payload_bytes": len(PAYLOAD)},
+        "repeat": args.repeat,
         "rusm": rusm,
         "ceiling": ceiling,
         "ratio": ratio,
+        "ratio_rounds": [ratios(r, c) for r, c in runs] if args.repeat > 1 else None,
         "targets": {
             "p50_ratio<=1.3": ratio["p50"] <= 1.3,
             "saturation_ratio>=1.0": ratio["msgs_per_s"] >= 1.0,
