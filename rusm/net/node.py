@@ -528,5 +528,5 @@ class _Router:
             peer.pair(lambda seq: DownSignal(origin, d, seq, ref, term), origin, d)
 
     def exited(self, pid: Pid) -> None:
-        for peer in list(self.node._peers.values()):
+        for peer in self.node._peers.values():  # local_exited only queues frames
             peer.local_exited(pid)

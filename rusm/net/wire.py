@@ -659,10 +659,7 @@ class FrameDecoder:
                     and seq > 0
                     and (type(dst) is Pid or (type(dst) is str and dst))
                 ):
-                    if src is self._src and dst is self._dst and seq == self._next_seq:
-                        self._next_seq = seq + 1  # decoded pids are cached, so `is` holds
-                    else:
-                        self._check_pair(src, dst, seq)
+                    self._follow(src, dst, seq)
                     return Msg(src, dst, seq, items[4])
             elif (t == 17 or t == 18) and len(items) == 6:  # a call's frames, as above
                 src, dst, seq, ref = items[1], items[2], items[3], items[4]
@@ -673,10 +670,7 @@ class FrameDecoder:
                     and type(ref) is Ref
                     and (type(dst) is Pid or (type(dst) is str and dst))
                 ):
-                    if src is self._src and dst is self._dst and seq == self._next_seq:
-                        self._next_seq = seq + 1
-                    else:
-                        self._check_pair(src, dst, seq)
+                    self._follow(src, dst, seq)
                     cls = CallRequest if t == 17 else CallReply
                     return cls(src, dst, seq, ref, items[5])
             frame = self._frame(t, items)
@@ -715,6 +709,13 @@ class FrameDecoder:
         if problem is not None:
             raise MalformedFrame(f"remote peer sent a {spec.cls.__name__} frame with {problem}")
         return spec.cls(*values)
+
+    def _follow(self, src: Pid, dst: Pid | str, seq: int) -> None:
+        """The next frame of this stream's pair, checked the cheap way first."""
+        if src is self._src and dst is self._dst and seq == self._next_seq:
+            self._next_seq = seq + 1  # decoded pids are cached, so `is` holds
+        else:
+            self._check_pair(src, dst, seq)
 
     def _check_pair(self, src: Pid, dst: Pid | str, seq: int) -> None:
         if self._src is None:
