@@ -1,8 +1,12 @@
-"""A link through a lossy, reordering UDP relay: per-pair order survives the network.
+"""Links through a lossy UDP relay: per-pair order survives the network, and a
+lost packet stalls only the pairs of its lane.
 
-QUIC retransmits what the relay drops and each stream reassembles its own
-bytes, but the frames of one pair travel on many streams that can complete in
-any order; the peer's reorder buffer must put them back in sequence.
+All frames of one (sender, receiver) pair ride one long-lived QUIC stream, a
+lane (``ClusterConfig.lanes`` per direction, chosen by ``lane_of``): QUIC
+retransmits what the relay drops and delivers each stream's bytes in order,
+so the pair's FIFO needs no sequence numbers. The relay cannot decrypt, so
+the head-of-line test tells lanes apart by datagram size: one pair sends a
+message that fills full-size datagrams, another a trickle of tiny ones.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ import asyncio
 import random
 from typing import Any, cast
 
-from rusm.actors import Process, Runtime
-from rusm.net import ClusterCa, ClusterNode
+import pytest
 
-from .helpers import until
+from rusm.actors import Process, Runtime
+from rusm.net import ClusterCa, ClusterConfig, ClusterNode
+from rusm.net.link import lane_of
+
+from .helpers import probe, until
 
 LOCAL = ("127.0.0.1", 0)
 Address = tuple[str, int]
@@ -33,6 +40,12 @@ class LossyRelay(asyncio.DatagramProtocol):
     ``reorder`` is held back and sent right after the next datagram going the
     same way (or after ``max_hold`` seconds if none comes: delay is bounded).
     Decisions come from a seeded ``random.Random``, in arrival order.
+
+    While ``blackout_above`` is set, every datagram from the client larger
+    than that many bytes is dropped before any of that (the other direction
+    and smaller datagrams pass); ``blacked_out`` counts them, and
+    ``blackout_sizes`` keeps the size of every client datagram seen meanwhile
+    (negative: dropped), to show what went through.
     """
 
     def __init__(
@@ -49,13 +62,16 @@ class LossyRelay(asyncio.DatagramProtocol):
         self.client: Address | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self.received = self.dropped = self.reordered = self.delayed = 0
+        self.blackout_above: int | None = None
+        self.blacked_out = 0
+        self.blackout_sizes: list[int] = []
         self._held: dict[Address, tuple[bytes, asyncio.TimerHandle]] = {}
 
     @classmethod
-    async def start(cls, target: Address, seed: int) -> LossyRelay:
+    async def start(cls, target: Address, seed: int, **damage: float) -> LossyRelay:
         loop = asyncio.get_running_loop()
         _, relay = await loop.create_datagram_endpoint(
-            lambda: cls(target, seed), local_addr=LOCAL
+            lambda: cls(target, seed, **damage), local_addr=LOCAL
         )
         return relay
 
@@ -79,6 +95,12 @@ class LossyRelay(asyncio.DatagramProtocol):
             elif source != self.client:
                 return  # one client only
             dest = self.target
+            if self.blackout_above is not None:
+                if len(data) > self.blackout_above:
+                    self.blacked_out += 1
+                    self.blackout_sizes.append(-len(data))
+                    return
+                self.blackout_sizes.append(len(data))
         self.received += 1
         roll = self.rng.random()
         if roll < self.drop:
@@ -125,12 +147,20 @@ async def collector(proc: Process, done: asyncio.Future[list[Any]]) -> None:
 
 
 async def sender(proc: Process, n: int) -> None:
-    """Sends n messages in bursts: one burst per loop turn, so one stream each."""
+    """Sends n messages in bursts, one burst per loop turn: each burst is one
+    write on the pair's lane, so the relay's damage falls inside the stream."""
     for i in range(n):
         proc.send(("collector", "london"), (i, PAYLOAD))
         if i % BURST == BURST - 1:
             await asyncio.sleep(0)
     proc.send(("collector", "london"), ("done", n))
+
+
+def link_stats(tokyo: ClusterNode, london: ClusterNode) -> tuple[dict[str, int], ...]:
+    """Each side's ``stats()`` of the tokyo-london link."""
+    there, here = tokyo.link_to("london"), london.link_to("tokyo")
+    assert there is not None and here is not None, "the link is down"
+    return there.stats(), here.stats()
 
 
 async def test_ten_thousand_messages_through_a_lossy_relay_arrive_complete_and_in_order() -> None:
@@ -146,6 +176,7 @@ async def test_ten_thousand_messages_through_a_lossy_relay_arrive_complete_and_i
             await tokyo.connect(relay.address())
             tokyo.runtime.spawn(sender, MESSAGES)
             got = await done
+            tokyo_stats, london_stats = link_stats(tokyo, london)
     finally:
         relay.close()
         await tokyo.close()
@@ -157,21 +188,23 @@ async def test_ten_thousand_messages_through_a_lossy_relay_arrive_complete_and_i
     # The relay did damage, or this test proves nothing.
     assert relay.dropped > 0, relay.received
     assert relay.reordered > 0, relay.received
+    # One pair, one lane: the order came from that stream alone.
+    assert tokyo_stats == {"lanes_in": 0, "lanes_out": 1, "inbound_bytes": 0}, tokyo_stats
+    assert london_stats == {"lanes_in": 1, "lanes_out": 0, "inbound_bytes": 0}, london_stats
     left = asyncio.all_tasks() - {asyncio.current_task()}
     assert not left, f"closed nodes left tasks behind: {left}"
 
 
 async def short_sender(proc: Process, i: int, n: int) -> None:
-    """Sends n messages in one turn, then exits: its PairEnd follows them."""
+    """Sends n messages in one turn, then exits."""
     for j in range(n):
         proc.send(("collector", "london"), (i, j))
 
 
-async def test_short_lived_senders_through_a_lossy_relay_keep_order_and_leave_no_pair_state() -> (
-    None
-):
-    """A sender's PairEnd can overtake its last messages on the wire; the
-    receiver forgets the pair only when it reaches the PairEnd in order."""
+async def test_short_lived_senders_through_a_lossy_relay_keep_order_on_a_few_lanes() -> None:
+    """200 pairs that each live for one burst share the link's few lanes:
+    each keeps its order, and a pair's end leaves nothing behind (lanes
+    are per link, not per pair)."""
     ca = ClusterCa.generate()
     london = await ClusterNode.bind("london", Runtime(), LOCAL, ca.issue("london"))
     tokyo = await ClusterNode.bind("tokyo", Runtime(), LOCAL, ca.issue("tokyo"))
@@ -190,10 +223,7 @@ async def test_short_lived_senders_through_a_lossy_relay_keep_order_and_leave_no
             await until(lambda: london.runtime.messages >= senders * each, "every message")
             london.runtime.send("collector", ("done", 0))
             got = await done
-            peers = [*london._peers.values(), *tokyo._peers.values()]
-            await until(
-                lambda: not any(any(p.pair_state().values()) for p in peers), "no pair state"
-            )
+            tokyo_stats, london_stats = link_stats(tokyo, london)
     finally:
         relay.close()
         await tokyo.close()
@@ -203,3 +233,125 @@ async def test_short_lived_senders_through_a_lossy_relay_keep_order_and_leave_no
         by_sender.setdefault(i, []).append(j)
     assert by_sender == {i: list(range(each)) for i in range(senders)}  # complete, each in order
     assert relay.dropped > 0 and relay.reordered > 0, relay.received
+    lanes = ClusterConfig().lanes
+    # 200 pairs, at most ``lanes`` streams each way; all of them used, none
+    # holding a partial frame once every message is in.
+    assert tokyo_stats == {"lanes_in": 0, "lanes_out": lanes, "inbound_bytes": 0}, tokyo_stats
+    assert london_stats == {"lanes_in": lanes, "lanes_out": 0, "inbound_bytes": 0}, london_stats
+
+
+# -- head-of-line blocking: per lane, not per link ------------------------------
+
+BIG = b"x" * 300_000
+"""X's one message: over 200 full-size datagrams."""
+BLACKOUT_ABOVE = 1000
+"""Bytes: the blackout drops larger datagrams. X's data fills full-size ones
+(about 1420 bytes on loopback, never under QUIC's 1200); Y's datagrams carry
+the few ticks sent since the last one got out, under 400 bytes."""
+TICK = 0.01
+"""Seconds between Y's messages."""
+DURING = 10
+"""Y's messages that must arrive while X's message is held up."""
+STALL = 0.5
+"""Seconds during which nothing of Y's may arrive when it shares X's lane."""
+
+
+async def forwarder(proc: Process, dst: Any) -> None:
+    """Sends on to ``dst`` whatever it receives: the pair (this process, dst)."""
+    while True:
+        proc.send(dst, await proc.receive())
+
+
+async def ticker(proc: Process, dst: Any) -> None:
+    """Once told to go, sends 0, 1, 2... to ``dst``, one every TICK."""
+    await proc.receive()
+    i = 0
+    while True:
+        proc.send(dst, i)
+        i += 1
+        await asyncio.sleep(TICK)
+
+
+class HeadOfLine:
+    """Pair X (forwarder on tokyo to probe xr on london) and pair Y (ticker to
+    probe yr) over a link of ``lanes`` lanes through a relay that damages
+    nothing until a blackout starts."""
+
+    tokyo: ClusterNode
+    london: ClusterNode
+    relay: LossyRelay
+
+    def __init__(self, lanes: int) -> None:
+        self.config = ClusterConfig(lanes=lanes)
+
+    async def __aenter__(self) -> HeadOfLine:
+        ca = ClusterCa.generate()
+        self.london = await ClusterNode.bind(
+            "london", Runtime(), LOCAL, ca.issue("london"), self.config
+        )
+        self.tokyo = await ClusterNode.bind(
+            "tokyo", Runtime(), LOCAL, ca.issue("tokyo"), self.config
+        )
+        self.relay = await LossyRelay.start(
+            self.london.local_addr(), seed=20250301, drop=0.0, reorder=0.0
+        )
+        await self.tokyo.connect(self.relay.address())
+        self.xr = await probe(self.london.runtime)
+        self.yr = await probe(self.london.runtime)
+        self.xs = self.tokyo.runtime.spawn(forwarder, self.xr.pid)
+        lanes = self.config.lanes
+        self.x_lane = lane_of(self.xs, self.xr.pid, lanes)
+        while True:  # pids are numbered in order: the same pick every run
+            self.ys = self.tokyo.runtime.spawn(ticker, self.yr.pid)
+            self.y_lane = lane_of(self.ys, self.yr.pid, lanes)
+            if lanes == 1 or self.y_lane != self.x_lane:
+                break
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.relay.close()
+        await self.tokyo.close()
+        await self.london.close()
+
+    async def start(self) -> None:
+        """Start the blackout, send X's message, and once its first datagrams
+        are on the wire (so Y's frames cannot share them), start Y."""
+        self.relay.blackout_above = BLACKOUT_ABOVE
+        self.tokyo.runtime.send(self.xs, BIG)
+        await until(lambda: self.relay.blacked_out > 0, "X's first datagrams")
+        self.tokyo.runtime.send(self.ys, "go")
+
+    def end(self) -> None:
+        self.relay.blackout_above = None
+
+
+async def test_a_blackout_of_one_lanes_datagrams_stalls_only_that_lane() -> None:
+    async with asyncio.timeout(DEADLINE), HeadOfLine(lanes=4) as hol:
+        assert hol.x_lane != hol.y_lane
+        await hol.start()
+        during = [await hol.yr.next() for _ in range(DURING)]
+        x_held = hol.xr.inbox.empty()
+        sizes = hol.relay.blackout_sizes
+        hol.end()
+        assert await hol.xr.next() == BIG  # whole, once its datagrams pass again
+    # Y flowed, in order, while every datagram of X's was dropped.
+    assert during == list(range(DURING)), sizes
+    assert x_held, "X's message arrived during the blackout"
+    assert hol.relay.blacked_out > 0 and any(n > 0 for n in sizes), sizes
+
+
+async def test_on_one_lane_a_blackout_of_one_pairs_datagrams_stalls_the_other() -> None:
+    """The control experiment: with one lane, Y's frames queue behind X's
+    bytes on the same stream and nothing of Y's arrives until X's does."""
+    async with asyncio.timeout(DEADLINE), HeadOfLine(lanes=1) as hol:
+        assert hol.x_lane == hol.y_lane == 0
+        await hol.start()
+        with pytest.raises(TimeoutError):  # nothing arrives: no event to wait for
+            await asyncio.wait_for(hol.yr.inbox.get(), STALL)
+        assert hol.xr.inbox.empty()
+        sizes = hol.relay.blackout_sizes
+        hol.end()
+        assert await hol.xr.next() == BIG
+        after = [await hol.yr.next() for _ in range(DURING)]
+    assert after == list(range(DURING))  # held back, not lost
+    assert hol.relay.blacked_out > 0, sizes

@@ -316,7 +316,7 @@ async def test_a_client_presenting_no_certificate_is_refused_by_the_listener(
                 _, control = await client.create_stream()
                 control.write(encode_frame(Hello(PROTOCOL_VERSION, "tokyo", False)))
                 _, pair = await client.create_stream(is_unidirectional=True)
-                pair.write(encode_frame(Msg(Pid("tokyo", 1), "greeter", 1, "let me in")))
+                pair.write(encode_frame(Msg(Pid("tokyo", 1), "greeter", "let me in")))
             await client.wait_closed()
     finally:
         client.close()

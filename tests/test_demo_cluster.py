@@ -84,7 +84,7 @@ async def test_both_nodes_run_the_labelled_and_named_demo_processes(demo: Demo) 
     assert {f"worker.{k}" for k in range(1, FAST.workers + 1)} <= names
     assert 20 <= london.runtime.stats().processes + tokyo.runtime.stats().processes <= 40
     stats = london.runtime.whereis("stats")
-    await until(lambda: tokyo.whereis_global("stats") == stats, "the global name on tokyo")
+    await until(lambda: tokyo.whereis_global_pid("stats") == stats, "the global name on tokyo")
 
 
 async def test_pings_from_tokyo_keep_raising_the_tally_on_london(demo: Demo) -> None:

@@ -849,7 +849,7 @@ async def test_a_hidden_attacher_is_in_no_one_s_node_list_and_gets_no_gossip(sit
 
     p = await probe(london.runtime)
     await london.register_global("svc", p.pid)
-    await until(lambda: tokyo.whereis_global("svc") == p.pid, "tokyo to learn svc")
+    await until(lambda: tokyo.whereis_global_pid("svc") == p.pid, "tokyo to learn svc")
     # Control frames are ordered: a gossip frame sent to the attacher would
     # have arrived before this reply.
     assert "svc" in (await attacher.command("names"))["global"]

@@ -37,4 +37,4 @@ def test_the_cluster_example_runs_as_written() -> None:
     assert lines[0] == "['london']"
     assert re.fullmatch(r"hello, tokyo \(from <london\.\d+>\)", lines[1])
     assert re.fullmatch(r"worker <london\.\d+> started with 1 x", lines[2])
-    assert lines[3:] == ["True", "True"]
+    assert lines[3:] == ["True", "london", "True"]

@@ -30,7 +30,6 @@ from rusm.net.wire import (
     Frame,
     FrameDecoder,
     FrameTooLarge,
-    Gone,
     Gossip,
     Hello,
     HelloExpected,
@@ -39,7 +38,6 @@ from rusm.net.wire import (
     MalformedFrame,
     Monitor,
     Msg,
-    PairEnd,
     ProtocolError,
     Request,
     Response,
@@ -74,27 +72,19 @@ CONTROL_FRAMES: list[Frame] = [
     Request(2, "spawn", ("worker", [1, "x"], {"opt": (1, 2)})),
     Response(1, True, [LONDON, TOKYO]),
     Response(2, False, ("NoProc", "no process worker")),
-    Gone(TOKYO, (LONDON, Pid("london", 43))),
 ]
 
 PAIR_FRAMES: list[Frame] = [
-    Msg(LONDON, TOKYO, 1, {"any": ("term", [1, 2.5, None, b"\x00"])}),
-    Link(LONDON, TOKYO, 2),
-    Unlink(LONDON, TOKYO, 3),
-    ExitSignal(LONDON, TOKYO, 4, "killed"),
-    Monitor(LONDON, TOKYO, 5, REF),
-    Demonitor(LONDON, TOKYO, 6, REF),
-    DownSignal(LONDON, TOKYO, 7, REF, "noproc"),
-    CallRequest(LONDON, TOKYO, 8, REF, ("get", "key")),
-    CallReply(LONDON, TOKYO, 9, REF, ("ok", 3)),
-    PairEnd(LONDON, TOKYO, 10),
+    Msg(LONDON, TOKYO, {"any": ("term", [1, 2.5, None, b"\x00"])}),
+    Link(LONDON, TOKYO),
+    Unlink(LONDON, TOKYO),
+    ExitSignal(LONDON, TOKYO, "killed"),
+    Monitor(LONDON, TOKYO, REF),
+    Demonitor(LONDON, TOKYO, REF),
+    DownSignal(LONDON, TOKYO, REF, "noproc"),
+    CallRequest(LONDON, TOKYO, REF, ("get", "key")),
+    CallReply(LONDON, TOKYO, REF, ("ok", 3)),
 ]
-
-NOPROC_ANSWERS: list[Frame] = [
-    ExitSignal(LONDON, TOKYO, 0, "noproc"),
-    DownSignal(LONDON, TOKYO, 0, REF, "noproc"),
-]
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -122,11 +112,11 @@ SRC = ext_id(1, "london", 42)
 DST = ext_id(1, "tokyo", 7)
 
 
-def raw_msg(term_bytes: bytes, seq: int = 1) -> bytes:
+def raw_msg(term_bytes: bytes) -> bytes:
     """A Msg frame whose term is the given raw msgpack bytes."""
-    head = ormsgpack.packb([10, SRC, DST, seq])
-    assert head[0] == 0x94
-    return framed(b"\x95" + head[1:] + term_bytes)
+    head = ormsgpack.packb([10, SRC, DST])
+    assert head[0] == 0x93
+    return framed(b"\x94" + head[1:] + term_bytes)
 
 
 def decode_all(decoder: FrameDecoder, chunks: Iterator[bytes] | list[bytes]) -> list[Frame]:
@@ -285,7 +275,7 @@ def test_a_term_that_cannot_cross_the_wire_is_a_type_error_naming_type_and_place
 
 def test_sending_a_non_term_in_a_message_names_the_place_in_the_message() -> None:
     with pytest.raises(UnsendableTerm, match=r"cannot send a set \(at \[1\]\['k'\]\)"):
-        encode_frame(Msg(LONDON, TOKYO, 1, [0, {"k": {1}}]))
+        encode_frame(Msg(LONDON, TOKYO, [0, {"k": {1}}]))
     with pytest.raises(UnsendableTerm, match=r"cannot send a set \(at args\[0\]\) in a Request"):
         encode_frame(Request(1, "m", ({3},)))
 
@@ -302,9 +292,9 @@ def test_a_term_at_the_depth_limit_crosses_and_one_level_more_is_refused_at_the_
     with pytest.raises(TermTooLarge, match=r"nested deeper than 32 levels \(at \[0\]"):
         encode_term(nested_lists(33))
     decoder = pair_decoder()
-    decode_all(decoder, [encode_frame(Msg(LONDON, TOKYO, 1, nested_lists(32)))])
+    decode_all(decoder, [encode_frame(Msg(LONDON, TOKYO, nested_lists(32)))])
     with pytest.raises(TermTooLarge):
-        encode_frame(Msg(LONDON, TOKYO, 1, nested_lists(33)))
+        encode_frame(Msg(LONDON, TOKYO, nested_lists(33)))
 
 
 def test_deep_tuples_and_cycles_are_refused_at_the_sender_without_a_crash() -> None:
@@ -339,13 +329,8 @@ def test_every_pair_frame_round_trips() -> None:
     assert decode_all(pair_decoder(), [stream]) == PAIR_FRAMES
 
 
-def test_a_noproc_answer_has_seq_0_alone_on_its_stream() -> None:
-    for frame in NOPROC_ANSWERS:
-        assert decode_all(pair_decoder(), [encode_frame(frame)]) == [frame]
-
-
 def test_a_message_to_a_registered_name_round_trips() -> None:
-    frames = [Msg(LONDON, "greeter", seq, b"hi") for seq in (5, 6)]
+    frames = [Msg(LONDON, "greeter", b"hi"), Msg(LONDON, "greeter", b"ho")]
     stream = b"".join(encode_frame(frame) for frame in frames)
     assert decode_all(pair_decoder(), [stream]) == frames
 
@@ -360,7 +345,7 @@ def test_frames_split_at_every_byte_boundary_decode_the_same() -> None:
 
 
 def test_several_frames_in_one_chunk_all_come_out_in_order() -> None:
-    frames = [Msg(LONDON, TOKYO, seq, seq * "x") for seq in range(1, 50)]
+    frames = [Msg(LONDON, TOKYO, n * "x") for n in range(1, 50)]
     decoder = pair_decoder()
     decoder.receive_data(b"".join(encode_frame(frame) for frame in frames))
     assert decoder.events() == frames
@@ -370,9 +355,9 @@ def test_several_frames_in_one_chunk_all_come_out_in_order() -> None:
 
 def test_a_frame_over_the_senders_limit_is_refused_at_the_sender() -> None:
     limits = WireLimits(max_message_frame=100)
-    encode_frame(Msg(LONDON, TOKYO, 1, b"x" * 50), limits)
+    encode_frame(Msg(LONDON, TOKYO, b"x" * 50), limits)
     with pytest.raises(TermTooLarge, match="the limit is 100 bytes"):
-        encode_frame(Msg(LONDON, TOKYO, 1, b"x" * 100), limits)
+        encode_frame(Msg(LONDON, TOKYO, b"x" * 100), limits)
     with pytest.raises(TermTooLarge):
         encode_frame(Gossip("sync", tuple((f"name{i}", LONDON) for i in range(5000))))
 
@@ -380,12 +365,10 @@ def test_a_frame_over_the_senders_limit_is_refused_at_the_sender() -> None:
 @pytest.mark.parametrize(
     "frame",
     [
-        Msg(LONDON, TOKYO, 0, "seq starts at 1"),
-        Link(LONDON, TOKYO, 0),  # only ExitSignal and DownSignal may have seq 0
-        Msg("london", TOKYO, 1, "src must be a pid"),  # type: ignore[arg-type]
-        Msg(LONDON, "", 1, "an empty name"),
-        Link(LONDON, TOKYO, True),
-        Monitor(LONDON, TOKYO, 1, "not a ref"),  # type: ignore[arg-type]
+        Msg("london", TOKYO, "src must be a pid"),  # type: ignore[arg-type]
+        Msg(LONDON, "", "an empty name"),
+        Link(LONDON, 7),  # type: ignore[arg-type]
+        Monitor(LONDON, TOKYO, "not a ref"),  # type: ignore[arg-type]
         Gossip("replace", ()),
         Gossip("add", (("svc", "not a pid"),)),  # type: ignore[arg-type]
         Hello(1, "two words", False),
@@ -451,7 +434,7 @@ def test_malformed_msgpack_is_a_malformed_frame(body: bytes) -> None:
 
 
 def test_bytes_after_the_frames_array_are_trailing_bytes() -> None:
-    frame = encode_frame(Msg(LONDON, TOKYO, 1, "x"))
+    frame = encode_frame(Msg(LONDON, TOKYO, "x"))
     decoder = pair_decoder()
     assert_rejected(
         TrailingBytes,
@@ -465,7 +448,7 @@ def test_bytes_after_the_frames_array_are_trailing_bytes() -> None:
 def test_bytes_after_a_tuples_items_inside_its_ext_are_malformed() -> None:
     tuple_with_extra = ormsgpack.Ext(3, b"\x91\x01\x02")  # one item, then a stray byte
     decoder = pair_decoder()
-    body = ormsgpack.packb([10, SRC, DST, 1, tuple_with_extra])
+    body = ormsgpack.packb([10, SRC, DST, tuple_with_extra])
     assert_rejected(
         MalformedFrame, ErrorCode.MALFORMED_FRAME, lambda: decoder.receive_data(framed(body))
     )
@@ -487,12 +470,12 @@ def test_a_thousand_nested_lists_are_too_deep_and_never_reach_ormsgpack(
 
 def test_one_level_past_max_depth_is_too_deep_and_the_limit_itself_is_fine() -> None:
     decoder = pair_decoder(max_depth=4)
-    decoder.receive_data(raw_msg(b"\x91" * 4 + b"\xc0", seq=1))
-    assert decoder.events()[0] == Msg(LONDON, TOKYO, 1, [[[[None]]]])
+    decoder.receive_data(raw_msg(b"\x91" * 4 + b"\xc0"))
+    assert decoder.events()[0] == Msg(LONDON, TOKYO, [[[[None]]]])
     assert_rejected(
         TooDeep,
         ErrorCode.TOO_DEEP,
-        lambda: decoder.receive_data(raw_msg(b"\x91" * 4 + b"\x90", seq=2)),
+        lambda: decoder.receive_data(raw_msg(b"\x91" * 4 + b"\x90")),
     )
 
 
@@ -583,14 +566,12 @@ def test_bad_pid_ref_tuple_or_map_ext_payloads_are_malformed(ext: ormsgpack.Ext)
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ([10, SRC, DST, 1], "3 fields instead of 4"),
-        ([10, SRC, DST, 1, "x", "extra"], "5 fields instead of 4"),
-        ([10, "london", DST, 1, "x"], "field src that is not a Pid"),
-        ([10, SRC, 7, 1, "x"], "field dst that is not a Pid or a non-empty name"),
-        ([10, SRC, DST, 0, "x"], "field seq that is not an int >= 1"),
-        ([10, SRC, DST, True, "x"], "field seq"),
-        ([14, SRC, DST, 1, SRC], "field ref that is not a Ref"),
-        ([11, SRC, DST, 1.0], "field seq"),
+        ([10, SRC, DST], "2 fields instead of 3"),
+        ([10, SRC, DST, "x", "extra"], "4 fields instead of 3"),
+        ([10, "london", DST, "x"], "field src that is not a Pid"),
+        ([10, SRC, 7, "x"], "field dst that is not a Pid or a non-empty name"),
+        ([14, SRC, DST, SRC], "field ref that is not a Ref"),
+        ([11, SRC, 1.0], "field dst"),
     ],
 )
 def test_wrong_arity_or_field_types_are_malformed(fields: list[Any], message: str) -> None:
@@ -606,9 +587,9 @@ def test_wrong_arity_or_field_types_are_malformed(fields: list[Any], message: st
 @pytest.mark.parametrize(
     "fields",
     [
-        [1, 1, "london"],
-        [1, 1, "", False],
-        [1, 1, "london", 0],
+        [1, PROTOCOL_VERSION, "london"],
+        [1, PROTOCOL_VERSION, "", False],
+        [1, PROTOCOL_VERSION, "london", 0],
         [1, True, "london", False],
     ],
 )
@@ -665,9 +646,9 @@ def test_a_hello_of_another_version_is_a_version_mismatch_whatever_follows_the_v
     error = assert_rejected(
         VersionMismatch,
         ErrorCode.VERSION_MISMATCH,
-        lambda: decoder.receive_data(framed(ormsgpack.packb([1, 2, "london", False, "new"]))),
+        lambda: decoder.receive_data(framed(ormsgpack.packb([1, 3, "london", False, "new"]))),
     )
-    assert "version 2" in str(error)
+    assert "version 3" in str(error)
 
 
 def test_a_pair_frame_on_the_control_stream_is_a_protocol_violation() -> None:
@@ -676,7 +657,7 @@ def test_a_pair_frame_on_the_control_stream_is_a_protocol_violation() -> None:
     assert_rejected(
         UnexpectedFrame,
         ErrorCode.PROTOCOL_VIOLATION,
-        lambda: decoder.receive_data(encode_frame(Msg(LONDON, TOKYO, 1, "x"))),
+        lambda: decoder.receive_data(encode_frame(Msg(LONDON, TOKYO, "x"))),
     )
 
 
@@ -689,28 +670,18 @@ def test_a_control_frame_on_a_pair_stream_is_a_protocol_violation() -> None:
     )
 
 
-def test_two_pairs_on_one_stream_are_a_protocol_violation() -> None:
-    decoder = pair_decoder()
-    decoder.receive_data(encode_frame(Msg(LONDON, TOKYO, 1, "x")))
-    assert_rejected(
-        UnexpectedFrame,
-        ErrorCode.PROTOCOL_VIOLATION,
-        lambda: decoder.receive_data(encode_frame(Msg(LONDON, "greeter", 2, "x"))),
-    )
-
-
-def test_a_gap_in_seq_on_a_pair_stream_is_a_protocol_violation() -> None:
-    decoder = pair_decoder()
-    decoder.receive_data(encode_frame(Msg(LONDON, TOKYO, 7, "x")))
-    assert_rejected(
-        UnexpectedFrame,
-        ErrorCode.PROTOCOL_VIOLATION,
-        lambda: decoder.receive_data(encode_frame(Msg(LONDON, TOKYO, 9, "x"))),
-    )
+def test_a_lane_carries_frames_of_many_pairs_in_the_order_sent() -> None:
+    frames = [
+        Msg(LONDON, TOKYO, "a1"),
+        Msg(LONDON, "greeter", "b1"),
+        Link(Pid("london", 43), TOKYO),
+        Msg(LONDON, TOKYO, "a2"),
+    ]
+    assert decode_all(pair_decoder(), [b"".join(encode_frame(f) for f in frames)]) == frames
 
 
 def test_a_stream_that_ends_inside_a_frame_is_truncated() -> None:
-    frame = encode_frame(Msg(LONDON, TOKYO, 1, "x"))
+    frame = encode_frame(Msg(LONDON, TOKYO, "x"))
     for cut in (1, 4, len(frame) - 1):
         decoder = pair_decoder()
         decoder.receive_data(frame[:cut])
@@ -741,7 +712,7 @@ def test_random_bytes_only_ever_decode_or_raise_protocol_errors(data: bytes) -> 
 
 
 _SEEDS = [encode_frame(frame) for frame in CONTROL_FRAMES + PAIR_FRAMES] + [
-    encode_frame(Msg(LONDON, TOKYO, 1, {LONDON: (1, [2, {"k": b"v"}]), (REF, 1): -1.5}))
+    encode_frame(Msg(LONDON, TOKYO, {LONDON: (1, [2, {"k": b"v"}]), (REF, 1): -1.5}))
 ]
 
 

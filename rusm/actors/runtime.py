@@ -143,6 +143,15 @@ class Runtime:
         self._router = router
 
     @property
+    def node_pid(self) -> Pid:
+        """``<node.0>``: the node itself, as the sender of what no process sent."""
+        return self._self_pid
+
+    def count_dead_letter(self) -> None:
+        """Count a message a cluster layer could not deliver (no link to its node)."""
+        self.dead_letters += 1
+
+    @property
     def closed(self) -> bool:
         return self._closing
 

@@ -332,7 +332,7 @@ async def poller(proc: Process, cluster: ClusterNode, every: float, name: str) -
     """Calls the global ``name`` every ``every`` seconds; ``Call`` returns its last answer."""
     last: Any = None
     while True:
-        pid = cluster.whereis_global(name)
+        pid = cluster.whereis_global_pid(name)
         if pid is not None:
             try:
                 last = await proc.call(pid, "stats", timeout=max(every, 1.0))

@@ -30,6 +30,7 @@ __all__ = [
     "ClusterError",
     "DuplicateNode",
     "GlobalNameConflict",
+    "HelloTimeout",
     "LimitExceeded",
     "LinkRejected",
     "NodeDown",
@@ -115,8 +116,15 @@ class DuplicateNode(ProtocolError):
     code = ErrorCode.DUPLICATE_NODE
 
 
+class HelloTimeout(ProtocolError):
+    """Raised when a peer completes the handshake but sends no hello within
+    ``ClusterConfig.hello_timeout``."""
+
+    code = ErrorCode.HELLO_TIMEOUT
+
+
 class LimitExceeded(ProtocolError):
-    """Raised when a peer exceeds a per-link limit (inbound bytes, streams, reordering)."""
+    """Raised when a peer exceeds a per-link limit (inbound bytes, lanes)."""
 
     code = ErrorCode.LIMIT_EXCEEDED
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from aioquic.asyncio.server import QuicServer, serve
-from aioquic.quic.connection import QuicConnection
+from qh3.asyncio.server import QuicServer, serve
+from qh3.quic.connection import QuicConnection
 
 from rusm.actors.messages import NOCONNECTION, Down
 from rusm.actors.pid import Pid, Ref
@@ -31,11 +31,11 @@ from rusm.actors.process import Process
 from rusm.actors.remote import RemoteDest
 from rusm.actors.runtime import Body, Runtime
 
+from .link import LinkProtocol
 from .messages import NodeDown, NodeNotConnected, RemoteError, SpawnFailed, UnknownFactory
-from .peer import Peer
-from .quic import QuicLink, make_configuration, tune_transport
+from .mtls import make_configuration
+from .quic import QuicLink, tune_transport
 from .registry import Entries, GlobalRegistry
-from .terms import TermTooLarge, UnsendableTerm
 from .tls import Identity, validate_node_name
 from .wire import (
     CallReply,
@@ -69,16 +69,31 @@ class ClusterConfig:
     noticed after this long. Live links ping every ``idle_timeout / 4``."""
     connect_timeout: float = 5.0
     """Seconds ``connect`` waits for the handshake and the hello exchange."""
+    hello_timeout: float = 5.0
+    """Seconds a peer has, once the handshake is done, to complete the hello
+    exchange; a peer that says nothing is closed with HELLO_TIMEOUT."""
     rpc_timeout: float = 5.0
     """Default timeout of control-plane requests (spawn_remote, remote_pids...)."""
     limits: WireLimits = field(default_factory=WireLimits)
-    """Frame sizes (control and message) and term nesting depth."""
+    """Frame sizes (control and message) and term nesting depth, checked when
+    sending and when receiving."""
+    lanes: int = 4
+    """Lanes (long-lived streams) per direction of a link; every (sender,
+    receiver) pair rides one, chosen by a hash. See docs/PROTOCOL.md for the
+    measurements behind the default."""
     max_inbound_bytes: int = 16 * 1024 * 1024
-    """Bytes a link may have received on message streams and not yet decoded."""
-    max_open_streams: int = 128
-    """Message streams a peer may have open at once (aioquic's own cap is 128)."""
-    max_reorder_frames: int = 100_000
-    """Frames a link may hold back waiting for an earlier one of their pair."""
+    """Bytes a peer may have in flight towards this node on one link: the
+    engine's connection flow-control window, which never grows past it, so
+    data the engine holds out of order counts too."""
+    max_open_streams: int = 64
+    """Lanes a peer may open; one more closes the link with LIMIT_EXCEEDED.
+    Stays under the engine's own stream limit (100)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.lanes <= self.max_open_streams:
+            raise ValueError(f"lanes must be 1 .. max_open_streams, got {self.lanes}")
+        if self.hello_timeout <= 0:
+            raise ValueError("hello_timeout must be positive")
 
 
 class ClusterNode:
@@ -92,15 +107,17 @@ class ClusterNode:
         self.identity = identity
         self.config = config
         self.hidden = hidden
-        self._peers: dict[str, Peer] = {}
-        self._links: set[QuicLink] = set()
+        self._peers: dict[str, LinkProtocol] = {}
+        self._links: dict[LinkProtocol, QuicLink] = {}
+        """Every link this node has, by its protocol: connected, connecting or
+        in its hello; each goes when its connection does."""
         self._transports: dict[QuicLink, asyncio.DatagramTransport] = {}
         self._server: QuicServer | None = None
         self._spawnables: dict[str, Body] = {}
         self._node_watchers: dict[str, list[Pid]] = {}
         self._closing = False
         self._closers: list[Callable[[], Awaitable[None]]] = []
-        self._handlers: dict[str, Callable[[Peer, tuple[Any, ...]], Any]] = {}
+        self._handlers: dict[str, Callable[[LinkProtocol, tuple[Any, ...]], Any]] = {}
         self.started = time.monotonic()
         """When the node started (``time.monotonic()``), for its uptime."""
         self._keeper: Pid | None = None
@@ -132,9 +149,7 @@ class ClusterNode:
         node._server = await serve(
             addr[0],
             addr[1],
-            configuration=make_configuration(
-                identity, is_client=False, idle_timeout=node.config.idle_timeout
-            ),
+            configuration=node._configuration(is_client=False),
             create_protocol=node._link_factory(outbound=False),
         )
         tune_transport(node._server._transport)
@@ -142,15 +157,29 @@ class ClusterNode:
         log.info("node %s listening on %s", name, node.local_addr())
         return node
 
+    def _configuration(self, is_client: bool) -> Any:
+        config = self.config
+        return make_configuration(
+            self.identity,
+            is_client=is_client,
+            idle_timeout=config.idle_timeout,
+            max_data=config.max_inbound_bytes,
+            max_stream_data=config.limits.max_message_frame + 4,
+        )
+
     def _link_factory(self, outbound: bool) -> Callable[..., QuicLink]:
         return functools.partial(
             QuicLink,
-            make_handler=lambda link: Peer(self, link, outbound),
-            limits=self.config.limits,
+            make_protocol=functools.partial(self._make_protocol, outbound=outbound),
             identity=self.identity,
-            max_inbound_bytes=self.config.max_inbound_bytes,
-            max_open_streams=self.config.max_open_streams,
+            hello_timeout=self.config.hello_timeout,
+            keepalive=self.config.idle_timeout / 4,
         )
+
+    def _make_protocol(self, link: QuicLink, outbound: bool) -> LinkProtocol:
+        protocol = LinkProtocol(self, outbound, lambda: link.peer_chain, link.wakeup)
+        self._links[protocol] = link
+        return protocol
 
     def local_addr(self) -> Address:
         assert self._server is not None and self._server._transport is not None
@@ -167,19 +196,15 @@ class ClusterNode:
         if self._closing:
             raise RuntimeError(f"node {self.name} is closed")
         loop = asyncio.get_running_loop()
-        config = make_configuration(
-            self.identity, is_client=True, idle_timeout=self.config.idle_timeout
-        )
+        config = self._configuration(is_client=True)
         factory = self._link_factory(outbound=True)
         transport, link = await loop.create_datagram_endpoint(
             lambda: factory(QuicConnection(configuration=config)),
             local_addr=("::" if ":" in addr[0] else "0.0.0.0", 0),
         )
         tune_transport(transport)
-        self._links.add(link)
         self._transports[link] = transport
-        peer = link.handler
-        assert isinstance(peer, Peer)
+        peer = link.protocol
         link.connect(addr)
         try:
             async with asyncio.timeout(self.config.connect_timeout):
@@ -195,6 +220,23 @@ class ClusterNode:
         """Connected peers, hidden ones (attachers) excepted."""
         return sorted(n for n, p in self._peers.items() if not p.hidden)
 
+    def is_connected(self, node: str) -> bool:
+        """Whether a link to ``node`` (a peer or a hidden attacher) is up."""
+        return node in self._peers
+
+    def disconnect(self, node: str, reason: str = "disconnected") -> bool:
+        """Close the link to ``node`` (like ``erlang:disconnect_node/1``); both
+        nodes stay up. False if there was no link."""
+        peer = self._peers.get(node)
+        if peer is None:
+            return False
+        self._links[peer].abort(ErrorCode.NO_ERROR, reason)
+        return True
+
+    def link_to(self, node: str) -> LinkProtocol | None:
+        """The protocol of the link to ``node`` when it is up, else None."""
+        return self._peers.get(node)
+
     async def close(self) -> None:
         """Stop the runtime's processes, then close every link and the endpoint."""
         if self._closing:
@@ -204,8 +246,7 @@ class ClusterNode:
             await closer()
         self.runtime.close()
         await self.runtime.wait_closed()
-        for link in {*self._links, *(p.link for p in self._peers.values())}:
-            link._do_flush()  # exit signals of the stopped processes go out first
+        for link in list(self._links.values()):
             link.abort(ErrorCode.NO_ERROR, f"node {self.name} is closing")
         for link in list(self._transports):
             self._forget(link)
@@ -217,7 +258,9 @@ class ClusterNode:
         that run on the node (the observe channel) stop with it."""
         self._closers.append(closer)
 
-    def handle_requests(self, method: str, handler: Callable[[Peer, tuple[Any, ...]], Any]) -> None:
+    def handle_requests(
+        self, method: str, handler: Callable[[LinkProtocol, tuple[Any, ...]], Any]
+    ) -> None:
         """Answer control-plane requests ``method`` with ``handler(peer, args)``;
         it returns the value or raises RemoteError."""
         self._handlers[method] = handler
@@ -234,32 +277,32 @@ class ClusterNode:
         await self.close()
 
     def _forget(self, link: QuicLink) -> None:
-        self._links.discard(link)
-        if link._timer is not None:
-            link._timer.cancel()
-            link._timer = None
+        link.stop_timer()
         transport = self._transports.pop(link, None)
         if transport is not None:
             transport.close()
 
     # -- peers -----------------------------------------------------------------
 
-    def _peer_up(self, peer: Peer) -> None:
+    def _peer_up(self, peer: LinkProtocol) -> None:
         assert peer.name is not None
         self._peers[peer.name] = peer
-        peer.link.start_keepalive(self.config.idle_timeout / 4)
         if not peer.hidden:
             peer.gossip("sync", self.registry.entries())
         hidden = " (hidden)" if peer.hidden else ""
         log.info("node %s: link to %s up%s", self.name, peer.name, hidden)
 
-    def _peer_down(self, peer: Peer, code: int, reason: str) -> None:
+    def _link_closed(self, peer: LinkProtocol) -> None:
+        """A link's connection is gone, up or not: forget it."""
+        link = self._links.pop(peer, None)
+        if link is not None and peer.outbound:
+            self._forget(link)
+
+    def _peer_down(self, peer: LinkProtocol, code: int, reason: str) -> None:
         assert peer.name is not None
         if self._peers.get(peer.name) is not peer:
             return
         del self._peers[peer.name]
-        if peer.outbound:
-            self._forget(peer.link)
         log.info("node %s: link to %s down (%s, code %d)", self.name, peer.name, reason, code)
         self.runtime.node_down(peer.name)
         self.registry.node_down(peer.name)
@@ -274,7 +317,7 @@ class ClusterNode:
         else:
             self._node_watchers.setdefault(node, []).append(watcher)
 
-    def _peer(self, node: str) -> Peer:
+    def _peer(self, node: str) -> LinkProtocol:
         peer = self._peers.get(node)
         if peer is None:
             raise NodeNotConnected(node)
@@ -298,13 +341,20 @@ class ClusterNode:
     async def unregister_global(self, name: str) -> None:
         self.registry.unregister(name)
 
-    def whereis_global(self, name: str) -> Pid | None:
+    def whereis_global(self, name: str) -> str | None:
+        """The node that owns the global ``name``, or None (as the design we
+        follow answers); :meth:`whereis_global_pid` gives the process."""
+        pid = self.registry.whereis(name)
+        return None if pid is None else pid.node
+
+    def whereis_global_pid(self, name: str) -> Pid | None:
+        """The process registered as the global ``name``, or None."""
         return self.registry.whereis(name)
 
     def send_global(self, name: str, msg: Any) -> None:
         pid = self.registry.whereis(name)
         if pid is None:
-            self.runtime.dead_letters += 1
+            self.runtime.count_dead_letter()
             return
         self.runtime.send(pid, msg)
 
@@ -313,7 +363,7 @@ class ClusterNode:
             if name != except_node:
                 peer.gossip(op, entries)
 
-    def _gossip_received(self, peer: Peer, frame: Gossip) -> None:
+    def _gossip_received(self, peer: LinkProtocol, frame: Gossip) -> None:
         assert peer.name is not None
         self.registry.gossip(frame.op, frame.entries, peer.name)
 
@@ -349,7 +399,8 @@ class ClusterNode:
         peer = self._peer(node)
         return await peer.request(method, args, timeout or self.config.rpc_timeout)
 
-    def _request_received(self, peer: Peer, req: Request) -> None:
+    def _request_received(self, peer: LinkProtocol, req: Request) -> None:
+        """Answer a control request: exactly one response, whatever happens."""
         handler = _RPC.get(req.method)
         try:
             if handler is not None:
@@ -362,12 +413,11 @@ class ClusterNode:
             peer.respond(req.id, False, (e.kind, str(e)))
         except TypeError as e:
             peer.respond(req.id, False, ("bad_request", f"{req.method}: {e}"))
+        except Exception as e:  # a handler's bug: answer it, keep the link
+            log.exception("node %s: request %s from %s failed", self.name, req.method, peer.name)
+            peer.respond(req.id, False, ("error", f"{req.method} failed: {e!r}"))
         else:
-            try:
-                peer.respond(req.id, True, value)
-            except (UnsendableTerm, TermTooLarge) as e:  # nothing was sent: say why
-                log.warning("node %s: answer to %s cannot be sent: %s", self.name, req.method, e)
-                peer.respond(req.id, False, ("error", f"the answer cannot be sent: {e}"))
+            peer.respond(req.id, True, value)
 
     def _rpc_spawn(self, factory: str, args: tuple[Any, ...]) -> Pid:
         body = self._spawnables.get(factory)
@@ -447,86 +497,78 @@ class RemoteNode:
 
 
 class _Router:
-    """The runtime's way out (a ``RemoteRouter``): signals become pair frames."""
+    """The runtime's way out (a ``RemoteRouter``): signals become pair frames,
+    each on its pair's lane, so they keep the pair's order."""
 
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
         self.rt = node.runtime
 
-    def _peer(self, dst: RemoteDest) -> tuple[Peer | None, Pid | str]:
+    def _peer(self, dst: RemoteDest) -> tuple[LinkProtocol | None, Pid | str]:
         if dst.__class__ is Pid:
-            return self.node._peers.get(dst.node), dst
+            return self.node._peers.get(dst.node), dst  # type: ignore[union-attr]
         name, node = dst  # type: ignore[misc]
         return self.node._peers.get(node), name
 
     def send(self, src: Pid, dst: RemoteDest, msg: Any) -> None:
         peer, d = self._peer(dst)
         if peer is None:
-            self.rt.dead_letters += 1
+            self.rt.count_dead_letter()
             return
         peer.send_msg(src, d, msg)
 
     def call(self, src: Pid, dst: RemoteDest, ref: Ref, request: Any) -> None:
         peer, d = self._peer(dst)
         if peer is None:
-            self.rt.dead_letters += 1
+            self.rt.count_dead_letter()
             self.rt.remote_down(dst, src, ref, NOCONNECTION)  # type: ignore[arg-type]
             return
-        peer.pair(lambda seq: CallRequest(src, d, seq, ref, request), src, d)
+        peer.send_pair(CallRequest(src, d, ref, request))
 
     def reply(self, src: Pid, dst: Pid, ref: Ref, value: Any) -> None:
         peer, d = self._peer(dst)
         if peer is None:
-            self.rt.dead_letters += 1
+            self.rt.count_dead_letter()
             return
-        peer.pair(lambda seq: CallReply(src, d, seq, ref, value), src, d)
+        peer.send_pair(CallReply(src, d, ref, value))
 
     def link(self, src: Pid, dst: Pid) -> None:
         peer, d = self._peer(dst)
         if peer is None:
             self.rt.remote_exit(dst, src, NOCONNECTION)
             return
-        peer.pair(lambda seq: Link(src, d, seq), src, d)
+        peer.send_pair(Link(src, d))
 
     def unlink(self, src: Pid, dst: Pid) -> None:
         peer, d = self._peer(dst)
         if peer is not None:
-            peer.pair(lambda seq: Unlink(src, d, seq), src, d)
+            peer.send_pair(Unlink(src, d))
 
     def exit(self, src: Pid, dst: Pid, reason: Any, *, dead: bool = False) -> None:
         peer, d = self._peer(dst)
         if peer is not None:
-            term = reason_term(reason)
-            if dead:
-                peer.unordered(ExitSignal(src, d, 0, term))
-            else:
-                peer.pair(lambda seq: ExitSignal(src, d, seq, term), src, d)
+            peer.send_pair(ExitSignal(src, d, reason_term(reason)))
 
     def monitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None:
         peer, d = self._peer(dst)
         if peer is None:
             self.rt.remote_down(dst, src, ref, NOCONNECTION)  # type: ignore[arg-type]
             return
-        peer.pair(lambda seq: Monitor(src, d, seq, ref), src, d)
+        peer.send_pair(Monitor(src, d, ref))
 
     def demonitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None:
         peer, d = self._peer(dst)
         if peer is not None:
-            peer.pair(lambda seq: Demonitor(src, d, seq, ref), src, d)
+            peer.send_pair(Demonitor(src, d, ref))
 
     def down(
         self, src: Pid | str, dst: Pid, ref: Ref, reason: Any, *, dead: bool = False
     ) -> None:
         peer, d = self._peer(dst)
         if peer is not None:
-            term = reason_term(reason)
-            if isinstance(src, Pid) and dead:
-                peer.unordered(DownSignal(src, d, 0, ref, term))
-                return
             # A monitor by name whose name was free: the node itself answers.
-            origin = src if isinstance(src, Pid) else self.rt._self_pid
-            peer.pair(lambda seq: DownSignal(origin, d, seq, ref, term), origin, d)
+            origin = src if isinstance(src, Pid) else self.rt.node_pid
+            peer.send_pair(DownSignal(origin, d, ref, reason_term(reason)))
 
     def exited(self, pid: Pid) -> None:
-        for peer in self.node._peers.values():  # local_exited only queues frames
-            peer.local_exited(pid)
+        """Nothing to forget: lanes keep no per-pair state."""

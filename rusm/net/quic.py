@@ -1,55 +1,39 @@
-"""The QUIC engine adapter: aioquic behind one small class, :class:`QuicLink`.
+"""The QUIC adapter: qh3 behind one thin class, :class:`QuicLink`.
 
-Everything aioquic-specific lives here: configurations, the server-side
-client-certificate check that aioquic does not do by itself (see
-HARDENING.md), stream bookkeeping, batching and keepalive. The link feeds
-bytes to the sans-I/O codec (``wire``) and hands decoded frames to its
-handler, which holds the protocol logic (``peer``).
+Everything engine-specific lives here and in :mod:`rusm.net.mtls` (the
+client-certificate check qh3 does not do by itself): stream ids, the flush
+of each loop turn, the hello deadline and keepalive. The protocol itself is
+:class:`~rusm.net.link.LinkProtocol`, which never sees a stream id: the link
+feeds it the control stream's bytes and each lane's, and writes what it
+returns from ``data_to_send()``.
 
-Mutual TLS. aioquic sends no CertificateRequest unless a private flag of its
-TLS context is set, and even then never checks the client's chain. So the
-server's connection is switched to :class:`_MutualServerConnection`, whose
-TLS context requests the client certificate, refuses an empty one, and after
-the client's CertificateVerify (proof it holds the key) checks the chain
-against the cluster's trust anchor with ``tls.verify_peer``. A rejected
-client gets a TLS alert with the reason; no stream of its reaches the node.
-These are private aioquic names: the aioquic version range is pinned in
-pyproject.toml and tests/test_cluster_tls.py guards each rejection.
+Streams: the connecting side opens the control stream (the first
+bidirectional stream). Each side opens its own lanes, unidirectional streams
+that live as long as the link, the first time a pair hashed to that lane
+sends. Per loop turn: one write per lane with pending frames, one transmit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from aioquic import tls as aioquic_tls
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.buffer import Buffer  # type: ignore[attr-defined]
-from aioquic.quic import events
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 from cryptography import x509
+from qh3.asyncio.protocol import QuicConnectionProtocol
+from qh3.quic import events
+from qh3.quic.connection import QuicConnection, QuicConnectionError
 
-from .messages import LimitExceeded
-from .tls import Identity, PeerRejected, verify_peer
-from .wire import (
-    ErrorCode,
-    Frame,
-    FrameDecoder,
-    ProtocolError,
-    UnexpectedFrame,
-    WireLimits,
-    encode_frame,
-)
+from .link import LinkProtocol
+from .mtls import peer_chain, require_client_certificates, verify_server_certificates
+from .tls import Identity
+from .wire import ErrorCode, ProtocolError, UnexpectedFrame
 
-__all__ = ["ALPN", "LinkHandler", "QuicLink", "make_configuration", "tune_transport"]
+__all__ = ["DATAGRAM_MAX_SIZE", "QuicLink", "tune_transport"]
 
 log = logging.getLogger("rusm.net.quic")
 
-ALPN = "rusm/1"
 DATAGRAM_MAX_SIZE = 65536
 """Receive buffer per datagram; stock asyncio allocates 256 KiB per datagram."""
 
@@ -61,248 +45,194 @@ def tune_transport(transport: Any) -> None:
         transport.max_size = DATAGRAM_MAX_SIZE
 
 
-def make_configuration(
-    identity: Identity, *, is_client: bool, idle_timeout: float
-) -> QuicConfiguration:
-    """A QUIC configuration presenting ``identity`` and trusting only its anchors."""
-    config = QuicConfiguration(
-        is_client=is_client,
-        alpn_protocols=[ALPN],
-        idle_timeout=idle_timeout,
-        verify_mode=ssl.CERT_REQUIRED,
-        cadata=identity.cadata,  # never None: None would mean the public roots
-        server_name=None,  # we connect by address; the name is checked at hello
-    )
-    config.certificate = identity.certificate
-    config.certificate_chain = list(identity.chain[1:])
-    config.private_key = identity.key
-    return config
-
-
-class _ClientCertificateRequired(aioquic_tls.Alert):
-    description = aioquic_tls.AlertDescription.certificate_required
-
-
-class _MutualServerTls(aioquic_tls.Context):
-    """aioquic's server TLS context, made to demand and check client certificates."""
-
-    rusm_identity: Identity
-
-    def _server_handle_certificate(self, input_buf: Buffer) -> None:
-        super()._server_handle_certificate(input_buf)
-        if self._peer_certificate is None:
-            raise _ClientCertificateRequired("a client certificate is required by this cluster")
-
-    def _server_handle_certificate_verify(self, input_buf: Buffer) -> None:
-        super()._server_handle_certificate_verify(input_buf)  # the signature: key possession
-        assert self._peer_certificate is not None
-        try:
-            verify_peer(
-                self.rusm_identity,
-                [self._peer_certificate, *self._peer_certificate_chain],
-                claimed_name=None,
-                check_name=False,  # the name is checked when the peer says it, at hello
-            )
-        except PeerRejected as e:
-            log.warning("rejected a client certificate: %s", e.reason)
-            raise aioquic_tls.AlertBadCertificate(f"certificate rejected: {e.reason}") from e
-
-
-class _MutualServerConnection(QuicConnection):
-    rusm_identity: Identity
-
-    def _initialize(self, peer_cid: bytes) -> None:
-        super()._initialize(peer_cid)
-        self.tls.__class__ = _MutualServerTls
-        self.tls._request_client_certificate = True
-        self.tls.rusm_identity = self.rusm_identity  # type: ignore[attr-defined]
-
-
-class LinkHandler(Protocol):
-    """What a link reports to (the protocol logic of one peer)."""
-
-    def handshake_done(self) -> None: ...
-
-    def control_frame(self, frame: Frame) -> None: ...
-
-    def pair_frame(self, frame: Frame) -> None: ...
-
-    def closed(self, code: int, reason: str) -> None: ...
-
-
 class QuicLink(QuicConnectionProtocol):
-    """One QUIC connection to a peer node.
-
-    The connecting side opens the control stream (the first bidirectional
-    stream); pair frames travel on unidirectional streams, one per
-    (sender, destination) pair per event-loop turn.
-    """
+    """One QUIC connection to a peer node, feeding one :class:`LinkProtocol`."""
 
     def __init__(
         self,
         quic: QuicConnection,
         stream_handler: Any = None,
         *,
-        make_handler: Callable[[QuicLink], LinkHandler],
-        limits: WireLimits,
+        make_protocol: Callable[[QuicLink], LinkProtocol],
         identity: Identity,
-        max_inbound_bytes: int,
-        max_open_streams: int,
+        hello_timeout: float,
+        keepalive: float,
     ) -> None:
-        if not quic.configuration.is_client:
-            quic.__class__ = _MutualServerConnection
-            quic.rusm_identity = identity  # type: ignore[attr-defined]
+        if quic.configuration.is_client:
+            verify_server_certificates(quic, identity)
+        else:
+            require_client_certificates(quic, identity)
         super().__init__(quic)
-        self.limits = limits
-        self.max_inbound_bytes = max_inbound_bytes
-        self.max_open_streams = max_open_streams
+        self.hello_timeout = hello_timeout
+        self.keepalive = keepalive
         self.peer_chain: list[x509.Certificate] = []
         self.close_code: int | None = None
         self.close_reason = ""
         self._control_sid: int | None = None
-        self._control = FrameDecoder("control", limits.max_control_frame, limits.max_depth)
-        self._streams: dict[int, FrameDecoder] = {}
-        self._inbound = 0
-        self._batches: dict[Any, list[bytes]] = {}
+        self._lane_sids: dict[int, int] = {}
         self._flush: asyncio.Handle | None = None
-        self._keepalive: asyncio.TimerHandle | None = None
+        self._timers: list[asyncio.TimerHandle] = []
         self._dead = False
-        self.handler = make_handler(self)
+        self.remote: Any = None
+        """The peer's address (host, port, ...)."""
+        self.protocol = make_protocol(self)
 
     # -- outbound ------------------------------------------------------------
 
-    def open_control(self) -> None:
-        """Connecting side: open the control stream."""
-        self._control_sid = self._quic.get_next_available_stream_id(is_unidirectional=False)
+    def wakeup(self) -> None:
+        """The protocol has something to send: flush once, later in this turn."""
+        if self._flush is None and not self._dead:
+            self._flush = self._loop.call_soon(self.flush)
 
-    def send_control(self, frame: Frame) -> None:
-        if self._dead or self._control_sid is None:
-            return
-        self._quic.send_stream_data(self._control_sid, encode_frame(frame))
-        self._schedule_flush()
-
-    def send_pair(self, key: Any, data: bytes) -> None:
-        """Queue one encoded pair frame; a pair's frames of one turn share a stream."""
-        if self._dead:
-            return
-        batch = self._batches.get(key)
-        if batch is None:
-            self._batches[key] = [data]
-        else:
-            batch.append(data)
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if self._flush is None:
-            self._flush = self._loop.call_soon(self._do_flush)
-
-    def _do_flush(self) -> None:
+    def flush(self) -> None:
+        """Write what the protocol queued (one write per stream) and transmit."""
         self._flush = None
         if self._dead:
-            self.transmit()  # a close still has to go out
             return
-        batches, self._batches = self._batches, {}
+        control, lanes = self.protocol.data_to_send()
         quic = self._quic
-        for frames in batches.values():
-            sid = quic.get_next_available_stream_id(is_unidirectional=True)
-            quic.send_stream_data(sid, frames[0] if len(frames) == 1 else b"".join(frames), True)
+        if control:
+            if self._control_sid is None:  # the connector speaks first
+                self._control_sid = quic.get_next_available_stream_id(is_unidirectional=False)
+            quic.send_stream_data(self._control_sid, control)
+        sids = self._lane_sids
+        for lane, data in lanes.items():
+            sid = sids.get(lane)
+            if sid is None:
+                sid = sids[lane] = quic.get_next_available_stream_id(is_unidirectional=True)
+            quic.send_stream_data(sid, data)
         self.transmit()
+
+    # -- hostile-peer hardening (tests/test_cluster_hostile.py) -------------------
+    def transmit(self) -> None:
+        """qh3's transmit, one datagram at a time, surviving an engine error.
+
+        qh3 2.1's ``poll_transmit`` raises QuicConnectionError ("packet builder
+        capacity exhausted") in some handshakes (every aioquic client's). Its
+        own transmit collects every datagram before sending any, so such an
+        error drops the datagrams already built (the engine counts them sent:
+        the handshake waits a PTO, ~1 s per aioquic client, and under load
+        stalls), and it skips re-arming the engine's timer, so a stalled
+        handshake keeps its state forever (no idle timeout, no hello deadline
+        yet) and ``abort``, hence ``ClusterNode.close``, raises. Here each
+        datagram goes out as soon as it is built, the error ends this round,
+        and the timer is re-armed whatever happened.
+        """
+        self._transmit_task = None
+        quic = self._quic
+        core = quic._core
+        if core is not None:
+            now = self._loop_time()
+            sendto = self._transport.sendto  # type: ignore[union-attr]
+            try:
+                while (datagram := quic._call_core(core.poll_transmit, now)) is not None:
+                    sendto(datagram[0], datagram[1])
+            except QuicConnectionError as e:
+                log.debug("link %s: the engine could not transmit: %s", self._describe(), e)
+        timer_at = quic.get_timer()
+        if self._timer is not None and self._timer_at != timer_at:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None and timer_at is not None:
+            self._timer = self._loop.call_at(timer_at, self._handle_timer)
+        self._timer_at = timer_at
+    # -- end hostile-peer hardening -----------------------------------------------
 
     def abort(self, code: int, reason: str) -> None:
         """Close the link with an application error code (a protocol violation)."""
         if self._dead:
             return
+        self.flush()  # what was queued before the close (exit signals) goes first
         self._quic.close(error_code=code, reason_phrase=reason[:1000])
         self.transmit()
         self._lost(code, reason)
 
-    def start_keepalive(self, interval: float) -> None:
-        def ping() -> None:
-            if self._dead:
-                return
+    def _ping(self) -> None:
+        """Keep a quiet link alive: the engine's idle timeout is for dead peers."""
+        if not self._dead:
             self._quic.send_ping(0)
             self.transmit()
-            self._keepalive = self._loop.call_later(interval, ping)
-
-        self._keepalive = self._loop.call_later(interval, ping)
+            self._timers = [t for t in self._timers if not t.cancelled()]
+            self._timers.append(self._loop.call_later(self.keepalive, self._ping))
 
     # -- inbound -------------------------------------------------------------
 
+    def connect(self, addr: Any) -> None:
+        self.remote = addr
+        super().connect(addr)
+
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
-        # aioquic transmits after every datagram; instead, acks and whatever
-        # the processes answer go out together in this turn's one flush.
+        if self.remote is None:
+            self.remote = addr
+        # qh3 transmits after every datagram; instead, acks and whatever the
+        # processes answer go out together in this turn's one flush.
         self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
         self._process_events()
-        self._schedule_flush()
+        if self._flush is None and not self._dead:
+            self._flush = self._loop.call_soon(self.flush)
+
+    def datagrams_received(self, data: list[bytes], addr: Any) -> None:
+        self._quic.receive_many_datagrams(data, addr, now=self._loop.time())
+        self._process_events()
+        if self._flush is None and not self._dead:
+            self._flush = self._loop.call_soon(self.flush)
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if self._dead:
             return
         try:
             if isinstance(event, events.StreamDataReceived):
-                self._stream_data(event.stream_id, event.data, event.end_stream)
+                sid = event.stream_id
+                if sid & 0x2:  # unidirectional: a lane of the peer's
+                    self.protocol.receive_lane(sid, event.data, event.end_stream)
+                    return
+                if self._control_sid is None and not self._quic.configuration.is_client:
+                    self._control_sid = sid  # the peer's first bidirectional stream
+                if sid != self._control_sid:
+                    raise UnexpectedFrame(f"the peer opened a second bidirectional stream {sid}")
+                self.protocol.receive_control(event.data, event.end_stream)
             elif isinstance(event, events.HandshakeCompleted):
-                tls = self._quic.tls
-                assert tls._peer_certificate is not None
-                self.peer_chain = [tls._peer_certificate, *tls._peer_certificate_chain]
-                self.handler.handshake_done()
+                self.peer_chain = peer_chain(self._quic)
+                self._timers.append(self._loop.call_later(self.hello_timeout, self._hello_due))
+                self._timers.append(self._loop.call_later(self.keepalive, self._ping))
+                self.protocol.handshake_done()
             elif isinstance(event, events.ConnectionTerminated):
                 self._lost(event.error_code, event.reason_phrase)
         except ProtocolError as e:
             log.warning("closing link %s: %s", self._describe(), e)
             self.abort(int(e.code), str(e))
 
-    def _stream_data(self, sid: int, data: bytes, end: bool) -> None:
-        if sid & 0x2:  # unidirectional: pair frames
-            decoder = self._streams.get(sid)
-            if decoder is None:
-                if len(self._streams) >= self.max_open_streams:
-                    raise LimitExceeded(f"more than {self.max_open_streams} open streams")
-                decoder = self._streams[sid] = FrameDecoder(
-                    "pair", self.limits.max_message_frame, self.limits.max_depth
-                )
-            # In flight: bytes the stream decoders hold that make no frame yet.
-            self._inbound -= decoder.buffered
-            decoder.receive_data(data)
-            for frame in decoder.events():
-                self.handler.pair_frame(frame)
-            if end:
-                decoder.receive_eof()
-                del self._streams[sid]
-            else:
-                self._inbound += decoder.buffered
-                if self._inbound > self.max_inbound_bytes:
-                    raise LimitExceeded(
-                        f"more than {self.max_inbound_bytes} inbound bytes in flight"
-                    )
-            return
-        if self._control_sid is None and not self._quic.configuration.is_client:
-            self._control_sid = sid  # the peer's first bidirectional stream
-        if sid != self._control_sid:
-            raise UnexpectedFrame(f"the peer opened an unexpected bidirectional stream {sid}")
-        self._control.receive_data(data)
-        for frame in self._control.events():
-            self.handler.control_frame(frame)
-        if end:
-            raise UnexpectedFrame("the peer ended the control stream")
+    def _hello_due(self) -> None:
+        try:
+            self.protocol.hello_timed_out()
+        except ProtocolError as e:
+            log.warning("closing link %s: %s", self._describe(), e)
+            self.abort(int(e.code), str(e))
 
     def _lost(self, code: int, reason: str) -> None:
         if self._dead:
             return
         self._dead = True
         self.close_code, self.close_reason = code, reason
-        if self._keepalive is not None:
-            self._keepalive.cancel()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if self._flush is not None:
             self._flush.cancel()
-        self._batches.clear()
-        self._streams.clear()
-        self.handler.closed(code, reason)
+            self._flush = None
+        self.protocol.connection_lost(code, reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self._lost(ErrorCode.NO_ERROR, "transport closed")
 
+    def stop_timer(self) -> None:
+        """Cancel the engine's timer: the endpoint is being closed."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _describe(self) -> str:
-        network_paths = getattr(self._quic, "_network_paths", None)
-        return str(network_paths[0].addr) if network_paths else "?"
+        name = self.protocol.name
+        where = f"{self.remote[0]}:{self.remote[1]}" if self.remote else "?"
+        return f"to {name} ({where})" if name else f"from {where}"

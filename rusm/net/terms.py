@@ -22,7 +22,10 @@ Decoding trusts nothing: :func:`scan` walks the msgpack structure without
 recursion and before anything is built. It checks that every length fits,
 caps nesting, refuses unknown ext types and finds where the first object
 ends, so trailing bytes are caught (ormsgpack would ignore them). Only then
-does ormsgpack decode.
+does ormsgpack decode. :func:`decode_checked` does all that for a frame's
+body and is quick on the hot pair frames: it checks their fixed parts by
+byte position, remembers (src, dst) prefixes it has decoded, and leaves
+scan only the terms that need it.
 
 Errors raised here are the term-level part of the tree drawn in
 :mod:`rusm.net.wire`, which re-exports them.
@@ -57,6 +60,7 @@ __all__ = [
     "TrailingBytes",
     "UnknownExtType",
     "UnsendableTerm",
+    "decode_checked",
     "decode_term",
     "encode_term",
     "is_node_name",
@@ -101,6 +105,8 @@ class ErrorCode(enum.IntEnum):
     """The peer exceeded a resource limit (inbound bytes, streams, pending calls)."""
     INTERNAL_ERROR = 12
     """This node failed, not the peer."""
+    HELLO_TIMEOUT = 13
+    """The peer completed the handshake but sent no hello in time."""
 
 
 class ProtocolError(RusmError):
@@ -494,8 +500,8 @@ def _array_header(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise MalformedFrame("remote peer sent a tuple or map ext whose payload is not an array")
 
 
-def scan(data: bytes, max_depth: int) -> int:
-    """Walk the first msgpack object of ``data``; return the offset where it ends.
+def scan(data: bytes, max_depth: int, start: int = 0) -> int:
+    """Walk the msgpack object at ``data[start:]``; return the offset where it ends.
 
     Iterative, allocation-light and run before any decoding: it checks that
     every item fits in ``data``, that containers nest at most ``max_depth``
@@ -504,7 +510,7 @@ def scan(data: bytes, max_depth: int) -> int:
     :class:`TooDeep` or :class:`UnknownExtType`.
     """
     n = len(data)
-    pos = 0
+    pos = start
     left = 1  # items still to read at the current level
     stack: list[tuple[int, int]] = []  # enclosing levels: (their left, where this level must end)
     fixed = _FIXED
@@ -619,19 +625,23 @@ def _ext(data: bytes, tag: int, start: int, length: int) -> tuple[int, int, int]
 
 _local = threading.local()  # why the last ext_hook failed: ormsgpack drops the exception
 _pid_cache: dict[bytes, Pid] = {}
+_nodes: dict[bytes, str] = {}  # node names already checked, by their UTF-8 bytes
 
 
-def _parse_id(data: bytes) -> tuple[str, int]:
-    node = data[8:].decode()
-    if _NODE_RE.fullmatch(node) is None:
-        raise ValueError(f"bad node name {node[:60]!r} in a Pid or Ref")
-    return node, _U64.unpack_from(data)[0]
+def _node(data: bytes) -> str:
+    node = _nodes.get(data)
+    if node is None:
+        node = data.decode()
+        if _NODE_RE.fullmatch(node) is None:
+            raise ValueError(f"bad node name {node[:60]!r} in a Pid or Ref")
+        if len(_nodes) >= _CACHE_SIZE:
+            _nodes.clear()
+        _nodes[data] = node
+    return node
 
 
 def _parse_pid(data: bytes) -> tuple[str, int, int]:
-    node = data[12:].decode()
-    if _NODE_RE.fullmatch(node) is None:
-        raise ValueError(f"bad node name {node[:60]!r} in a Pid")
+    node = _node(data[12:])
     serial, creation = _PID_HEAD.unpack_from(data)
     return node, serial, creation
 
@@ -649,7 +659,7 @@ def _ext_hook(tag: int, data: bytes) -> Any:
         if tag == EXT_TUPLE:
             return tuple(_unpackb(data, ext_hook=_ext_hook, option=_DECODE_OPT))
         if tag == EXT_REF:
-            return Ref(*_parse_id(data))
+            return Ref(_node(data[8:]), _U64.unpack_from(data)[0])
         if tag == EXT_MAP:
             items = iter(_unpackb(data, ext_hook=_ext_hook, option=_DECODE_OPT))
             return dict(zip(items, items, strict=True))
@@ -668,6 +678,165 @@ def unpack(data: bytes) -> Any:
         _local.error = None
         detail = f"{e}: {cause}" if cause is not None else str(e)
         raise MalformedFrame(f"remote peer sent an undecodable term ({detail})") from (cause or e)
+
+
+# --------------------------------------------------------------------------- frames
+
+# The pair frames that carry the traffic all open the same way: a fixarray of
+# 3-5 items, a fixint type, the sender's Pid as an ext8 (a fixext16 when its
+# payload is 16 bytes), the destination as such a Pid or a str; then, for 5
+# items, a Ref (ext8 or fixext16); then, for 4 or 5, a term.
+# decode_checked recognises that shape by byte positions. The (src, dst)
+# prefix recurs frame after frame, so its bytes, once checked and decoded,
+# map to the two decoded items: on a hit neither is parsed again.
+_heads: dict[bytes, tuple[Pid, Pid | str]] = {}
+
+
+def decode_checked(body: bytes, max_depth: int) -> Any:
+    """Decode the one msgpack object that must fill ``body``, from untrusted bytes.
+
+    The same as ``scan(body, max_depth)``, a check for trailing bytes and
+    :func:`unpack`: the same result and the same exceptions
+    (:class:`MalformedFrame`, :class:`TooDeep`, :class:`UnknownExtType`,
+    :class:`TrailingBytes`), but quick for the hot pair frames (see
+    ``_heads``). Their term is measured from its header when it is nil, a
+    bool, a number, a str, a bin, a Pid or a Ref, or walked here when it is
+    a tuple of those; any other term is walked by :func:`scan`. ormsgpack
+    sees a body only once it is known to be well formed. Any other body,
+    and any body that fails on the way, takes the reference path, which
+    says precisely what is wrong.
+    """
+    try:
+        count = body[0] - 0x90
+        if 3 <= count <= 5 and body[1] < 0x80 and max_depth > 0:
+            # A fixarray, a fixint type; where the destination starts if the
+            # source is a Pid, and where it ends if a Pid or a str.
+            p = 5 + body[3] if body[2] == 0xC7 else 20
+            c = body[p]
+            if c == 0xC7:
+                q = p + 3 + body[p + 1]
+            elif c == 0xD8:
+                q = p + 18
+            elif 0xA0 <= c <= 0xBF:
+                q = p + c - 0x9F
+            elif c == 0xD9:
+                q = p + 2 + body[p + 1]
+            else:
+                q = 0
+            key = body[2:q]
+            head = _heads.get(key)
+            if head is None and not (
+                q
+                and (
+                    (body[2] == 0xC7 and body[4] == EXT_PID and body[3] >= 13)
+                    or (body[2] == 0xD8 and body[3] == EXT_PID)
+                )
+                and (c != 0xC7 or (body[p + 2] == EXT_PID and body[p + 1] >= 13))
+                and (c != 0xD8 or body[p + 1] == EXT_PID)
+            ):
+                raise _NotHot
+            pos = q
+            if count == 5:  # the Ref's payload is body[p:pos]
+                c = body[pos]
+                if c == 0xC7 and body[pos + 2] == EXT_REF and body[pos + 1] >= 9:
+                    p = pos + 3
+                    pos = p + body[pos + 1]
+                elif c == 0xD8 and body[pos + 1] == EXT_REF:
+                    p = pos + 2
+                    pos += 18
+                else:
+                    raise _NotHot
+            skip = 0  # > 0: the term is a bin (skip its header); < 0: a flat tuple
+            if count == 3:
+                end = pos
+            else:
+                c = body[pos]
+                end = _FIXED[c]
+                if end:
+                    end += pos
+                elif c == 0xC4 or c == 0xD9:  # bin8, str8
+                    end = pos + 2 + body[pos + 1]
+                    skip = 2 if c == 0xC4 else 0
+                elif c == 0xC5 or c == 0xDA:  # bin16, str16
+                    end = pos + 3 + (body[pos + 1] << 8 | body[pos + 2])
+                    skip = 3 if c == 0xC5 else 0
+                elif c == 0xC6 or c == 0xDB:  # bin32, str32 (a short slice makes end too big)
+                    end = pos + 5 + int.from_bytes(body[pos + 1 : pos + 5])
+                    skip = 5 if c == 0xC6 else 0
+                else:
+                    end = _ext8_end(body, pos, max_depth) if c == 0xC7 else -1
+                    if end < 0:  # a container or a rarer form, at depth 2 of the frame
+                        end = scan(body, max_depth - 1, pos)
+                    elif body[pos + 2] == EXT_TUPLE:
+                        skip = -1
+            if end != len(body):
+                raise _NotHot
+            if head is None:
+                items = unpack(body)
+                if len(_heads) >= _CACHE_SIZE:
+                    _heads.clear()
+                _heads[key] = (items[1], items[2])
+                return items
+            items = [body[1], *head]
+            if count == 5:
+                items.append(_ext_hook(EXT_REF, body[p:pos]))
+            if count > 3:
+                if skip > 0:
+                    items.append(body[pos + skip :])
+                elif skip < 0:
+                    items.append(tuple(_unpackb(body[pos + 3 :], ext_hook=_ext_hook)))
+                else:
+                    items.append(_unpackb(body[pos:], ext_hook=_ext_hook, option=_DECODE_OPT))
+            return items
+    except Exception:
+        # Not the hot shape, or something wrong with it: the reference path
+        # says what. A failed ext_hook left its error for unpack to report.
+        _local.error = None
+    end = scan(body, max_depth)
+    if end != len(body):
+        raise TrailingBytes(f"remote peer sent {len(body) - end} bytes after the msgpack object")
+    return unpack(body)
+
+
+class _NotHot(Exception):
+    """Internal to decode_checked: leave the hot path for the reference path."""
+
+
+def _ext8_end(data: bytes, pos: int, max_depth: int) -> int:
+    """Where the ext8 at ``pos`` ends if it is a Pid, a Ref or a flat tuple, else -1.
+
+    A flat tuple holds scalars measured from their first bytes, str8, bin8,
+    Pids and Refs (ext8, fixext16), ending exactly where its ext does; it is the second level
+    of a frame, so it needs ``max_depth`` 2. Else scan has to look.
+    """
+    length = data[pos + 1]
+    tag = data[pos + 2]
+    end = pos + 3 + length
+    if (tag == EXT_PID and length >= 13) or (tag == EXT_REF and length >= 9):
+        return end
+    count = data[pos + 3] - 0x90
+    if tag != EXT_TUPLE or max_depth < 2 or not 0 <= count <= 15:
+        return -1
+    pos += 4
+    fixed = _FIXED
+    while count:
+        c = data[pos]
+        size = fixed[c]
+        if size:
+            pos += size
+        elif c == 0xC4 or c == 0xD9:
+            pos += 2 + data[pos + 1]
+        elif c == 0xC7 and (
+            (data[pos + 2] == EXT_PID and data[pos + 1] >= 13)
+            or (data[pos + 2] == EXT_REF and data[pos + 1] >= 9)
+        ):
+            pos += 3 + data[pos + 1]
+        elif c == 0xD8 and (data[pos + 1] == EXT_PID or data[pos + 1] == EXT_REF):
+            pos += 18
+        else:
+            return -1
+        count -= 1
+    return end if pos == end else -1
 
 
 def decode_term(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:

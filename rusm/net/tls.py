@@ -10,9 +10,10 @@ Two schemes:
   certificate naming the node (subject CN and SAN DNSName), and a peer must
   present a certificate for the node it claims to be.
 
-aioquic checks neither the client's chain nor its name (aioquic issues #541,
-#586): the QUIC layer calls :func:`verify_peer` on both sides of
-a link after the handshake, before anything else is handled.
+QUIC engines check neither the client's chain nor its name (qh3 has no
+client-certificate states at all; aioquic issues #541, #586):
+:mod:`rusm.net.mtls` calls :func:`verify_peer` inside the TLS handshake, and
+the link protocol calls it again at hello to check the name the peer claims.
 
 Errors::
 
@@ -141,8 +142,8 @@ def validate_node_name(name: str) -> str:
     """Return ``name`` if it can name a node in a certificate, else raise :class:`InvalidNodeName`.
 
     1 to 63 ASCII letters, digits, ``-`` or ``_``. ``_`` is not valid in a
-    DNS hostname but X.509 DNSName, cryptography's verifier and aioquic's
-    hostname check (service_identity) all accept it, so it is kept as is.
+    DNS hostname but X.509 DNSName and cryptography's verifier accept it, so
+    it is kept as is.
     Names are compared exactly: ``London`` and ``london`` are different nodes.
     """
     if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
@@ -158,18 +159,17 @@ class Identity:
 
     ``chain`` is leaf first; ``trust`` are the trust anchors; ``name`` is the
     node the leaf names, or None for a shared identity. Keys are ECDSA P-256,
-    which aioquic 1.7 signs with on both sides of TLS 1.3.
+    which every QUIC engine signs with on both sides of TLS 1.3.
 
     A shared identity is a single self-signed end-entity certificate that is
     also its own and only trust anchor: cryptography's client verifier and
-    OpenSSL (aioquic's ``cadata`` check) both accept a leaf that is in the
+    rusm.net.mtls, on both sides, accept a leaf that is in the
     trust store, so no separate root is needed. Every node holds the same
     key, so any node can act as any other: names are not checked.
 
-    For aioquic: ``certificate``, ``chain[1:]`` and ``key`` are what
-    ``QuicConfiguration.certificate``, ``certificate_chain`` and
-    ``private_key`` take (or ``load_cert_chain`` on cert.pem and key.pem),
-    and ``cadata`` is its ``cadata``.
+    For the engine: ``chain_pem`` and ``key_pem`` are what
+    ``QuicConfiguration.load_cert_chain`` takes, and ``cadata`` is its
+    ``cadata`` (see :func:`rusm.net.mtls.make_configuration`).
     """
 
     chain: tuple[x509.Certificate, ...]
@@ -207,7 +207,7 @@ class Identity:
 
     @property
     def chain_pem(self) -> bytes:
-        """The chain as PEM, leaf first (aioquic ``load_cert_chain`` certfile)."""
+        """The chain as PEM, leaf first (``load_cert_chain``'s certfile)."""
         return _certs_pem(self.chain)
 
     @property
@@ -217,7 +217,7 @@ class Identity:
 
     @property
     def cadata(self) -> bytes:
-        """The trust anchors as PEM (aioquic ``QuicConfiguration.cadata``)."""
+        """The trust anchors as PEM (``QuicConfiguration.cadata``)."""
         return _certs_pem(self.trust)
 
     def save(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:

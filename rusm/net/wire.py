@@ -7,8 +7,10 @@ are encoded by :mod:`rusm.net.terms`.
 
 A stream carries frames: a 4-byte big-endian length N, then N bytes holding
 one msgpack array ``[type, *fields]``. The control stream carries
-:class:`ControlFrame` s (Hello first, exactly once); unidirectional pair
-streams carry :class:`PairFrame` s of one (sender, destination) pair.
+:class:`ControlFrame` s (Hello first, exactly once); unidirectional lane
+streams carry :class:`PairFrame` s. Every (sender, destination) pair always
+rides the same lane, so a lane's own order is each of its pairs' FIFO: no
+sequence numbers, no reordering.
 
 Errors::
 
@@ -62,7 +64,6 @@ from .terms import (
 __all__ = [
     "ALPN",
     "DEFAULT_LIMITS",
-    "GONE_BATCH",
     "GOSSIP_OPS",
     "PROTOCOL_VERSION",
     "CallReply",
@@ -75,7 +76,6 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameTooLarge",
-    "Gone",
     "Gossip",
     "Hello",
     "HelloAck",
@@ -85,7 +85,6 @@ __all__ = [
     "MalformedFrame",
     "Monitor",
     "Msg",
-    "PairEnd",
     "PairFrame",
     "ProtocolError",
     "Request",
@@ -104,18 +103,19 @@ __all__ = [
     "WireLimits",
     "decode_term",
     "encode_frame",
+    "encode_msg",
     "encode_term",
     "reason_term",
 ]
 
-PROTOCOL_VERSION = 1
-GONE_BATCH = 500
-"""Senders per Gone frame at most (a Gone stays well inside the control frame limit)."""
-"""Sent in Hello; a peer with another version is refused (VERSION_MISMATCH)."""
+PROTOCOL_VERSION = 2
+"""Sent in Hello; a peer with another version is refused (VERSION_MISMATCH).
+Version 2: pair frames ride lanes and carry no sequence numbers."""
 ALPN = "rusm/1"
 """The TLS ALPN protocol id of a RUSM link."""
 
 StreamKind = Literal["control", "pair"]
+"""A control stream, or a lane (a stream of pair frames)."""
 GOSSIP_OPS = frozenset({"sync", "add", "remove"})
 
 _U32_MAX = 2**32 - 1
@@ -183,7 +183,7 @@ class UnexpectedFrame(ProtocolError):
     """Raised when a remote peer sends a valid frame where it is not allowed.
 
     A pair frame on the control stream or the reverse, a second Hello, or a
-    pair stream that mixes pairs or skips a sequence number.
+    frame whose sender is not a process of the peer.
     """
 
     code = ErrorCode.PROTOCOL_VIOLATION
@@ -266,30 +266,16 @@ class HelloAck(ControlFrame):
 
 
 @dataclass(frozen=True, slots=True)
-class Gone(ControlFrame):
-    """The sender's process ``pid`` has exited: the receiver may forget how
-    it numbers its pairs (src, pid) for each src in ``senders``. The sender
-    no longer orders frames to a dead process (they are all dead letters or
-    ``noproc`` answers), so any later frame of such a pair may restart at 1."""
-
-    TYPE: ClassVar[int] = 6
-    pid: Pid
-    senders: tuple[Pid, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class PairFrame(Frame):
     """A frame from ``src`` to ``dst`` (a pid or a name registered at the receiver).
 
-    ``seq`` counts from 1 per (src, dst) pair; the receiver restores order.
-    An ExitSignal or DownSignal may have ``seq`` 0, outside any order: the
-    ``noproc`` answer on behalf of a process that does not exist (alone on
-    its stream).
+    All frames of one (src, dst) pair ride one lane, in the order they were
+    sent; a ``noproc`` answer on behalf of a process that no longer exists
+    rides its pair's lane too.
     """
 
     src: Pid
     dst: Pid | str
-    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,12 +351,6 @@ class CallReply(PairFrame):
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
-class PairEnd(PairFrame):
-    """The last frame of its pair: src has exited. The receiver forgets the
-    pair's sequence state when it reaches this frame in order."""
-
-    TYPE: ClassVar[int] = 19
 
 
 # --------------------------------------------------------------------------- field rules
@@ -379,14 +359,6 @@ _Check = Callable[[Any], bool]
 
 
 def _is_uint(v: Any) -> bool:
-    return type(v) is int and 0 <= v <= _U64_MAX
-
-
-def _is_seq(v: Any) -> bool:
-    return type(v) is int and 1 <= v <= _U64_MAX
-
-
-def _is_answer_seq(v: Any) -> bool:
     return type(v) is int and 0 <= v <= _U64_MAX
 
 
@@ -410,7 +382,6 @@ _TERM: tuple[_Check, str] = (lambda v: True, "a term")
 _PAIR = {
     "src": _PID,
     "dst": (_is_dst, "a Pid or a non-empty name"),
-    "seq": (_is_seq, "an int >= 1"),
 }
 _RULES: dict[str, tuple[_Check, str]] = {
     "version": (_is_uint, "an int >= 0"),
@@ -423,17 +394,8 @@ _RULES: dict[str, tuple[_Check, str]] = {
     "args": (lambda v: type(v) is tuple, "a tuple"),
     "ok": (lambda v: type(v) is bool, "a bool"),
     "ref": _REF,
-    "pid": _PID,
-    "senders": (
-        lambda v: type(v) is tuple and all(type(p) is Pid for p in v),
-        "a tuple of Pids",
-    ),
     **_PAIR,
 }
-
-
-_ANSWERS = (ExitSignal, DownSignal)
-"""The frames a node sends on behalf of a process that does not exist."""
 
 
 class _Spec:
@@ -443,10 +405,7 @@ class _Spec:
         self.cls = cls
         self.kind: StreamKind = "pair" if issubclass(cls, PairFrame) else "control"
         self.names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-        rules = _RULES
-        if cls in _ANSWERS:  # seq 0: a noproc answer, outside any pair's order
-            rules = {**_RULES, "seq": (_is_answer_seq, "an int >= 0")}
-        self.checks = tuple((name, *rules.get(name, _TERM)) for name in self.names)
+        self.checks = tuple((name, *_RULES.get(name, _TERM)) for name in self.names)
         # Error paths: a pair frame's payload term reads from its root ("[1]['k']").
         self.roots = [""] + [
             "" if name in ("term", "request", "value") else name for name in self.names
@@ -465,8 +424,8 @@ class _Spec:
 
 
 _FRAME_CLASSES: tuple[type[Frame], ...] = (
-    Hello, Gossip, Request, Response, HelloAck, Gone,
-    Msg, Link, Unlink, ExitSignal, Monitor, Demonitor, DownSignal, CallRequest, CallReply, PairEnd,
+    Hello, Gossip, Request, Response, HelloAck,
+    Msg, Link, Unlink, ExitSignal, Monitor, Demonitor, DownSignal, CallRequest, CallReply,
 )  # fmt: skip
 _SPECS: dict[int, _Spec] = {cls.TYPE: _Spec(cls) for cls in _FRAME_CLASSES}
 _SPEC_OF: dict[type[Frame], _Spec] = {spec.cls: spec for spec in _SPECS.values()}
@@ -483,32 +442,20 @@ def encode_frame(frame: Frame, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
     term, :class:`TermTooLarge` when the frame would exceed ``limits``.
     """
     if type(frame) is Msg:  # the hot path: checks inlined, no spec lookup
-        src, dst, seq, term = frame.src, frame.dst, frame.seq, frame.term
-        if (
-            type(src) is Pid
-            and type(seq) is int
-            and 0 < seq <= _U64_MAX
-            and (type(dst) is Pid or (type(dst) is str and dst))
-        ):
-            body = pack_fields(
-                [10, src, dst, seq, term], _MSG_ROOTS, limits.max_depth, flat=type(term) in _FLAT
-            )
-            if len(body) > limits.max_message_frame:
-                raise _too_large(frame, len(body), limits.max_message_frame)
-            return _HEADER.pack(len(body)) + body
+        src, dst = frame.src, frame.dst
+        if type(src) is Pid and (type(dst) is Pid or (type(dst) is str and dst)):
+            return encode_msg(src, dst, frame.term, limits)
     elif type(frame) is CallRequest or type(frame) is CallReply:  # a call's two hot frames
-        src, dst, seq, ref = frame.src, frame.dst, frame.seq, frame.ref
+        src, dst, ref = frame.src, frame.dst, frame.ref
         term = frame.value if type(frame) is CallReply else frame.request  # type: ignore[union-attr]
         if (
             type(src) is Pid
-            and type(seq) is int
-            and 0 < seq <= _U64_MAX
             and type(ref) is Ref
             and (type(dst) is Pid or (type(dst) is str and dst))
         ):
             try:
                 body = pack_fields(
-                    [frame.TYPE, src, dst, seq, ref, term], _CALL_ROOTS, limits.max_depth,
+                    [frame.TYPE, src, dst, ref, term], _CALL_ROOTS, limits.max_depth,
                     flat=type(term) in _FLAT,
                 )
             except UnsendableTerm as e:
@@ -530,6 +477,20 @@ def encode_frame(frame: Frame, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
     limit = limits.max_frame(spec.kind)
     if len(body) > limit:
         raise _too_large(frame, len(body), limit)
+    return _HEADER.pack(len(body)) + body
+
+
+def encode_msg(src: Pid, dst: Pid | str, term: Any, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of ``Msg(src, dst, term)``, without building the frame: the
+    send path's shortcut. Raises as :func:`encode_frame`."""
+    if type(src) is not Pid or not (type(dst) is Pid or (type(dst) is str and dst)):
+        raise InvalidFrame(f"cannot send a Msg frame from {src!r} to {dst!r}")
+    body = pack_fields([10, src, dst, term], _MSG_ROOTS, limits.max_depth, flat=type(term) in _FLAT)
+    if len(body) > limits.max_message_frame:
+        raise TermTooLarge(
+            f"cannot send a Msg frame of {len(body)} bytes: "
+            f"the limit is {limits.max_message_frame} bytes"
+        )
     return _HEADER.pack(len(body)) + body
 
 
@@ -558,9 +519,8 @@ class FrameDecoder:
     broken and raises the same error on every later call.
 
     On a control stream the first frame must be a Hello of this
-    :data:`PROTOCOL_VERSION`, and no other Hello may follow. On a pair
-    stream every frame has the (src, dst) of the first and seq one more than
-    the frame before.
+    :data:`PROTOCOL_VERSION`, and no other Hello may follow. A lane carries
+    pair frames of any pairs.
     """
 
     def __init__(self, kind: StreamKind, max_frame: int, max_depth: int) -> None:
@@ -576,9 +536,6 @@ class FrameDecoder:
         self._events: list[Frame] = []
         self._failed: ProtocolError | None = None
         self._hello = False  # control: Hello seen
-        self._src: Pid | None = None  # pair: the stream's pair and the next seq
-        self._dst: Pid | str | None = None
-        self._next_seq = 0
 
     @classmethod
     def for_stream(cls, kind: StreamKind, limits: WireLimits = DEFAULT_LIMITS) -> FrameDecoder:
@@ -651,32 +608,19 @@ class FrameDecoder:
             raise MalformedFrame("remote peer sent a frame that is not an array [type, *fields]")
         t = items[0]
         if self._pair_stream:
-            if t == 10 and len(items) == 5:  # the hot path: Msg, checks inlined
-                src, dst, seq = items[1], items[2], items[3]
+            if t == 10 and len(items) == 4:  # the hot path: Msg, checks inlined
+                src, dst = items[1], items[2]
+                if type(src) is Pid and (type(dst) is Pid or (type(dst) is str and dst)):
+                    return Msg(src, dst, items[3])
+            elif (t == 17 or t == 18) and len(items) == 5:  # a call's frames, as above
+                src, dst, ref = items[1], items[2], items[3]
                 if (
                     type(src) is Pid
-                    and type(seq) is int
-                    and seq > 0
-                    and (type(dst) is Pid or (type(dst) is str and dst))
-                ):
-                    self._follow(src, dst, seq)
-                    return Msg(src, dst, seq, items[4])
-            elif (t == 17 or t == 18) and len(items) == 6:  # a call's frames, as above
-                src, dst, seq, ref = items[1], items[2], items[3], items[4]
-                if (
-                    type(src) is Pid
-                    and type(seq) is int
-                    and seq > 0
                     and type(ref) is Ref
                     and (type(dst) is Pid or (type(dst) is str and dst))
                 ):
-                    self._follow(src, dst, seq)
-                    cls = CallRequest if t == 17 else CallReply
-                    return cls(src, dst, seq, ref, items[5])
-            frame = self._frame(t, items)
-            assert isinstance(frame, PairFrame)
-            self._check_pair(frame.src, frame.dst, frame.seq)
-            return frame
+                    return (CallRequest if t == 17 else CallReply)(src, dst, ref, items[4])
+            return self._frame(t, items)
         if not self._hello:
             if t != Hello.TYPE:
                 raise HelloExpected(
@@ -709,26 +653,3 @@ class FrameDecoder:
         if problem is not None:
             raise MalformedFrame(f"remote peer sent a {spec.cls.__name__} frame with {problem}")
         return spec.cls(*values)
-
-    def _follow(self, src: Pid, dst: Pid | str, seq: int) -> None:
-        """The next frame of this stream's pair, checked the cheap way first."""
-        if src is self._src and dst is self._dst and seq == self._next_seq:
-            self._next_seq = seq + 1  # decoded pids are cached, so `is` holds
-        else:
-            self._check_pair(src, dst, seq)
-
-    def _check_pair(self, src: Pid, dst: Pid | str, seq: int) -> None:
-        if self._src is None:
-            self._src, self._dst = src, dst
-        elif not (src is self._src or src == self._src) or not (
-            dst is self._dst or dst == self._dst
-        ):
-            raise UnexpectedFrame(
-                f"remote peer mixed pairs on one stream: {src} -> {dst} after "
-                f"{self._src} -> {self._dst}"
-            )
-        elif seq != self._next_seq:
-            raise UnexpectedFrame(
-                f"remote peer sent seq {seq} after {self._next_seq - 1} on one pair stream"
-            )
-        self._next_seq = seq + 1

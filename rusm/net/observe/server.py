@@ -21,9 +21,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..link import LinkProtocol
 from ..messages import RemoteError
 from ..node import ClusterNode
-from ..peer import Peer
 from ..terms import TermTooLarge, UnsendableTerm
 from .protocol import OBSERVE_VERSION, CommandError, decode, encode
 from .session import Session, observatory
@@ -196,10 +196,10 @@ def serve_attachers(node: ClusterNode) -> None:
     """Answer ``observe`` control requests: peers (hidden attachers) get the
     same samples and commands as WebSocket clients. One session per peer."""
     obs = observatory(node)
-    sessions: dict[str, tuple[Peer, Session]] = {}
+    sessions: dict[str, tuple[LinkProtocol, Session]] = {}
 
-    def handle(peer: Peer, args: tuple[Any, ...]) -> Any:
-        for name in [n for n, (p, _) in sessions.items() if node._peers.get(n) is not p]:
+    def handle(peer: LinkProtocol, args: tuple[Any, ...]) -> Any:
+        for name in [n for n, (p, _) in sessions.items() if node.link_to(n) is not p]:
             del sessions[name]  # peers that went away
         assert peer.name is not None
         entry = sessions.get(peer.name)

@@ -154,7 +154,7 @@ class Observatory:
         if isinstance(dest, str) and not dest.startswith("<"):
             if self.rt.whereis(dest) is not None:
                 return dest
-            pid = self.node.whereis_global(dest)
+            pid = self.node.whereis_global_pid(dest)
             if pid is not None:
                 return pid
             raise CommandError(
