@@ -423,7 +423,7 @@ async def test_a_link_keeps_no_state_per_pair_however_many_processes_used_it(
     london, tokyo = await cluster.pair()
     echo_pid = serve_echo(london)
     done: asyncio.Queue[Any] = asyncio.Queue()
-    for round_ in range(2):  # a second round: pairs that ended can start over
+    for _round in range(2):  # a second round of new processes on the same lanes
         for _ in range(30):
             tokyo.runtime.spawn(worker, echo_pid, done)
         for _ in range(30):

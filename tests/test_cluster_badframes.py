@@ -76,7 +76,9 @@ CASES = {
     "malformed msgpack before the hello": ([frame(b"\xc1\xc1\xc1")], ErrorCode.MALFORMED_FRAME),
     "a frame over the size limit": ([struct.pack(">I", 2**31)], ErrorCode.FRAME_TOO_LARGE),
     "trailing bytes after a frame's object": (
-        [frame(ormsgpack.packb([1, PROTOCOL_VERSION, "evil", False]) + b"\x00")], ErrorCode.TRAILING_BYTES),
+        [frame(ormsgpack.packb([1, PROTOCOL_VERSION, "evil", False]) + b"\x00")],
+        ErrorCode.TRAILING_BYTES,
+    ),
     "an unknown frame type": ([HELLO, frame(ormsgpack.packb([99, 1]))], ErrorCode.UNKNOWN_FRAME),
     "a control frame before the hello": (
         [frame(ormsgpack.packb([3, 1, "pids", []]))], ErrorCode.HELLO_EXPECTED),

@@ -177,7 +177,12 @@ class Process:
         if calls is None:
             calls = self._calls = set()
         calls.add(ref)
-        self.send(dest, Call(self.pid, ref, request, self._rt))
+        try:
+            self.send(dest, Call(self.pid, ref, request, self._rt))
+        except BaseException:  # not sent (a term that cannot cross): take the monitor back
+            calls.discard(ref)
+            self._end_monitor(ref, True)
+            raise
 
         def is_answer(m: Any) -> bool:
             return (m.__class__ is Reply or m.__class__ is Down) and m.ref == ref

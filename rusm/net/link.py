@@ -135,7 +135,7 @@ class LinkProtocol:
         self.outbound = outbound
         self.limits: WireLimits = config.limits
         self.lanes = config.lanes
-        self.max_inbound_bytes = config.max_inbound_bytes
+        self.max_inbound_bytes = config.max_inbound_bytes // 2  # the engine holds the rest
         self.max_lanes = config.max_open_streams
         self.state = LinkState.HELLO
         self.name: str | None = None
@@ -223,7 +223,7 @@ class LinkProtocol:
             if dst.__class__ is Pid and dst.node != here:
                 raise UnexpectedFrame(f"node {peer} sent a frame for {dst}")
             if frame.__class__ is Msg:
-                remote_send(src, dst, frame.term)  # type: ignore[attr-defined]
+                remote_send(src, dst, frame.term)
             else:
                 dispatch[frame.__class__](frame)
 

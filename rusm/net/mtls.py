@@ -161,8 +161,20 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     # Where the connection makes its TLS context.
     ("qh3.quic.connection.QuicConnection", "_create_tls"),
     ("qh3.quic.connection.QuicConnection", "tls"),
+    # QuicLink.transmit (rusm/net/quic.py): one datagram at a time from the
+    # core, surviving "packet builder capacity exhausted", timer re-armed.
+    ("qh3.quic.connection.QuicConnection.__init__", "_core"),
+    ("qh3.quic.connection.QuicConnection", "_call_core"),
+    ("qh3.quic.connection.QuicConnection.datagrams_to_send", "poll_transmit"),
+    ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_transmit_task"),
+    ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_timer"),
+    ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_timer_at"),
+    ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_loop_time"),
+    ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_transport"),
+    ("qh3.asyncio.protocol.QuicConnectionProtocol", "_handle_timer"),
 )
-"""Every qh3 name below its documented API that this module relies on.
+"""Every qh3 name below its documented API that RUSM relies on (this module
+and the link's transmit in :mod:`rusm.net.quic`).
 
 ``(owner, name)``: ``name`` is an attribute of the class or module ``owner``
 (or of a fresh instance of the class), or, when ``owner`` is a function, a

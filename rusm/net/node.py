@@ -82,9 +82,10 @@ class ClusterConfig:
     receiver) pair rides one, chosen by a hash. See docs/PROTOCOL.md for the
     measurements behind the default."""
     max_inbound_bytes: int = 16 * 1024 * 1024
-    """Bytes a peer may have in flight towards this node on one link: the
-    engine's connection flow-control window, which never grows past it, so
-    data the engine holds out of order counts too."""
+    """Bytes one link may hold for a peer: half for the engine (its
+    connection flow-control window, which qh3 never grows past, so data held
+    out of order counts), half for frames the link has begun to receive.
+    Keep it above twice ``limits.max_message_frame``."""
     max_open_streams: int = 64
     """Lanes a peer may open; one more closes the link with LIMIT_EXCEEDED.
     Stays under the engine's own stream limit (100)."""
@@ -163,7 +164,7 @@ class ClusterNode:
             self.identity,
             is_client=is_client,
             idle_timeout=config.idle_timeout,
-            max_data=config.max_inbound_bytes,
+            max_data=config.max_inbound_bytes // 2,
             max_stream_data=config.limits.max_message_frame + 4,
         )
 
@@ -251,7 +252,7 @@ class ClusterNode:
         for link in list(self._transports):
             self._forget(link)
         if self._server is not None:
-            self._server.close()
+            self._server.close()  # type: ignore[no-untyped-call]
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Have ``close`` await ``closer()`` first (latest first): services
@@ -506,7 +507,7 @@ class _Router:
 
     def _peer(self, dst: RemoteDest) -> tuple[LinkProtocol | None, Pid | str]:
         if dst.__class__ is Pid:
-            return self.node._peers.get(dst.node), dst  # type: ignore[union-attr]
+            return self.node._peers.get(dst.node), dst
         name, node = dst  # type: ignore[misc]
         return self.node._peers.get(node), name
 

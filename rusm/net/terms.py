@@ -806,8 +806,9 @@ def _ext8_end(data: bytes, pos: int, max_depth: int) -> int:
     """Where the ext8 at ``pos`` ends if it is a Pid, a Ref or a flat tuple, else -1.
 
     A flat tuple holds scalars measured from their first bytes, str8, bin8,
-    Pids and Refs (ext8, fixext16), ending exactly where its ext does; it is the second level
-    of a frame, so it needs ``max_depth`` 2. Else scan has to look.
+    Pids and Refs (ext8, fixext16), ending exactly where its ext does; it is
+    the second level of a frame, so it needs ``max_depth`` 2. Else scan has
+    to look.
     """
     length = data[pos + 1]
     tag = data[pos + 2]

@@ -52,13 +52,12 @@ from .terms import (
     TrailingBytes,
     UnknownExtType,
     UnsendableTerm,
+    decode_checked,
     decode_term,
     encode_term,
     is_node_name,
     pack_fields,
     reason_term,
-    scan,
-    unpack,
 )
 
 __all__ = [
@@ -599,11 +598,9 @@ class FrameDecoder:
             raise self._failed
 
     def _decode(self, body: bytes) -> Frame:
-        # Frame array + the fields' own max_depth levels.
-        end = scan(body, self.max_depth + 1)
-        if end != len(body):
-            raise TrailingBytes(f"remote peer sent {len(body) - end} bytes after a frame's array")
-        items = unpack(body)
+        # Frame array + the fields' own max_depth levels; every limit checked
+        # before ormsgpack sees a byte (terms.decode_checked).
+        items = decode_checked(body, self.max_depth + 1)
         if type(items) is not list or not items or type(items[0]) is not int:
             raise MalformedFrame("remote peer sent a frame that is not an array [type, *fields]")
         t = items[0]
