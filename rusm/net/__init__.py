@@ -3,18 +3,18 @@
 Depends on ``rusm.actors``; knows nothing of ``rusm.tui``.
 """
 
-from .messages import (
+from .errors import (
     ClusterError,
-    GlobalNameConflict,
     LinkRejected,
-    NodeDown,
     NodeNotConnected,
+    PeerRejected,
     RemoteError,
     SpawnFailed,
     UnknownFactory,
 )
+from .messages import GlobalNameConflict, NodeDown
 from .node import ClusterConfig, ClusterNode, RemoteNode
-from .tls import ClusterCa, Identity, PeerRejected
+from .tls import ClusterCa, Identity
 
 __all__ = [
     "ClusterCa",

@@ -32,7 +32,7 @@ from zlib import crc32
 
 from rusm.actors.pid import Pid
 
-from .messages import (
+from .errors import (
     CertificateRejected,
     DuplicateNode,
     HelloTimeout,

@@ -31,8 +31,9 @@ from rusm.actors.process import Process
 from rusm.actors.remote import RemoteDest
 from rusm.actors.runtime import Body, Runtime
 
+from .errors import NodeNotConnected, RemoteError, SpawnFailed, UnknownFactory
 from .link import LinkProtocol
-from .messages import NodeDown, NodeNotConnected, RemoteError, SpawnFailed, UnknownFactory
+from .messages import NodeDown
 from .mtls import make_configuration
 from .quic import QuicLink, tune_transport
 from .registry import Entries, GlobalRegistry

@@ -27,13 +27,12 @@ body and is quick on the hot pair frames: it checks their fixed parts by
 byte position, remembers (src, dst) prefixes it has decoded, and leaves
 scan only the terms that need it.
 
-Errors raised here are the term-level part of the tree drawn in
-:mod:`rusm.net.wire`, which re-exports them.
+Errors raised here are defined, with the whole tree, in
+:mod:`rusm.net.errors`.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 import struct
 import threading
@@ -42,8 +41,18 @@ from typing import Any
 
 import ormsgpack
 
-from rusm.actors.errors import RusmError
 from rusm.actors.pid import Pid, Ref
+
+from .errors import (
+    ErrorCode,
+    MalformedFrame,
+    ProtocolError,
+    TermTooLarge,
+    TooDeep,
+    TrailingBytes,
+    UnknownExtType,
+    UnsendableTerm,
+)
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -81,68 +90,6 @@ DEPTH_CEILING = 64
 _INT_MIN = -(2**63)
 _UINT_MAX = 2**64 - 1
 _NODE_RE = re.compile(r"[^<>\s]{1,255}")
-
-
-class ErrorCode(enum.IntEnum):
-    """QUIC application error codes a link closes with."""
-
-    NO_ERROR = 0
-    """Orderly close."""
-    PROTOCOL_VIOLATION = 1
-    """A frame that is well formed but not allowed here (state or stream kind)."""
-    FRAME_TOO_LARGE = 2
-    MALFORMED_FRAME = 3
-    UNKNOWN_FRAME = 4
-    HELLO_EXPECTED = 5
-    TOO_DEEP = 6
-    TRAILING_BYTES = 7
-    VERSION_MISMATCH = 8
-    DUPLICATE_NODE = 9
-    """A link to a node of that name exists already."""
-    CERTIFICATE_REJECTED = 10
-    """The peer's certificate does not chain to the trust anchor or names another node."""
-    LIMIT_EXCEEDED = 11
-    """The peer exceeded a resource limit (inbound bytes, streams, pending calls)."""
-    INTERNAL_ERROR = 12
-    """This node failed, not the peer."""
-    HELLO_TIMEOUT = 13
-    """The peer completed the handshake but sent no hello in time."""
-
-
-class ProtocolError(RusmError):
-    """Raised when a remote peer breaks the wire protocol; ``code`` closes the link."""
-
-    code: ErrorCode = ErrorCode.PROTOCOL_VIOLATION
-
-
-class MalformedFrame(ProtocolError):
-    """Raised when a remote peer sends bytes that are not a valid frame or term."""
-
-    code = ErrorCode.MALFORMED_FRAME
-
-
-class UnknownExtType(MalformedFrame):
-    """Raised when a remote peer sends a msgpack ext type that RUSM does not define."""
-
-
-class TooDeep(MalformedFrame):
-    """Raised when a remote peer sends a term nested deeper than ``max_depth``."""
-
-    code = ErrorCode.TOO_DEEP
-
-
-class TrailingBytes(MalformedFrame):
-    """Raised when a remote peer sends bytes after the msgpack object of a frame."""
-
-    code = ErrorCode.TRAILING_BYTES
-
-
-class UnsendableTerm(RusmError, TypeError):
-    """Raised when this node tries to send something that is not a term."""
-
-
-class TermTooLarge(RusmError, ValueError):
-    """Raised when this node tries to send a term or frame beyond the wire limits."""
 
 
 def is_node_name(name: object) -> bool:

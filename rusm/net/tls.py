@@ -48,7 +48,15 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from ..actors.errors import RusmError
+from .errors import (
+    IdentityExists,
+    IdentityNotFound,
+    InvalidIdentity,
+    InvalidNodeName,
+    KeyPermissionError,
+    PeerRejected,
+    TlsError,
+)
 
 __all__ = [
     "CA_CERT_FILE",
@@ -88,54 +96,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 _BACKDATE = dt.timedelta(minutes=5)
 _NODE_DAYS = 365
 _ROOT_DAYS = 3650
-
-
-class TlsError(RusmError):
-    """Raised when an identity cannot be made, saved or loaded, or a peer fails verification."""
-
-
-class PeerRejected(TlsError):
-    """Raised when a peer's certificate does not prove it belongs to this cluster."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"peer rejected: {reason}")
-        self.reason = reason
-
-
-class InvalidNodeName(TlsError, ValueError):
-    """Raised when a node name is empty, too long or has characters outside [A-Za-z0-9_-]."""
-
-
-class IdentityNotFound(TlsError, FileNotFoundError):
-    """Raised when loading an identity or CA and one of its PEM files is missing."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} is missing")
-        self.path = path
-
-
-class IdentityExists(TlsError, FileExistsError):
-    """Raised when saving would overwrite an existing file and overwrite was not asked for."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} exists already (save with overwrite=True to replace it)")
-        self.path = path
-
-
-class KeyPermissionError(TlsError, PermissionError):
-    """Raised when loading a private key file that its group or other users can read."""
-
-    def __init__(self, path: Path, mode: int) -> None:
-        super().__init__(
-            f"{path} is readable by its group or other users (mode {mode:o}); "
-            f"private keys must be private, run: chmod 600 {path}"
-        )
-        self.path = path
-        self.mode = mode
-
-
-class InvalidIdentity(TlsError, ValueError):
-    """Raised when identity files exist but are unreadable or do not belong together."""
 
 
 def validate_node_name(name: str) -> str:

@@ -12,23 +12,8 @@ streams carry :class:`PairFrame` s. Every (sender, destination) pair always
 rides the same lane, so a lane's own order is each of its pairs' FIFO: no
 sequence numbers, no reordering.
 
-Errors::
-
-    RusmError
-    ├── ProtocolError                   a remote peer broke the protocol; .code closes the link
-    │   ├── FrameTooLarge               FRAME_TOO_LARGE, seen in the length header
-    │   ├── MalformedFrame              MALFORMED_FRAME: not msgpack, wrong fields
-    │   │   ├── TruncatedFrame          the stream ended inside a frame
-    │   │   ├── UnknownExtType          a msgpack ext type RUSM does not define
-    │   │   ├── TooDeep (TOO_DEEP)      nested deeper than max_depth
-    │   │   └── TrailingBytes (TRAILING_BYTES)  bytes after the frame's array
-    │   ├── UnknownFrame                UNKNOWN_FRAME: a type number nobody defined
-    │   ├── HelloExpected               HELLO_EXPECTED: control stream began otherwise
-    │   ├── UnexpectedFrame             PROTOCOL_VIOLATION: a frame not allowed here
-    │   └── VersionMismatch             VERSION_MISMATCH: Hello of another version
-    ├── UnsendableTerm (TypeError)      this node tried to send a non-term
-    ├── TermTooLarge (ValueError)       this node tried to send beyond the limits
-    └── InvalidFrame (ValueError)       this node built a frame with bad fields
+Its errors (``FrameTooLarge``, ``UnexpectedFrame``...) are defined in
+:mod:`rusm.net.errors`, which draws the whole tree; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -38,20 +23,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
-from rusm.actors.errors import RusmError
 from rusm.actors.pid import Pid, Ref
 
-from .terms import (
-    DEFAULT_MAX_DEPTH,
-    DEPTH_CEILING,
+from .errors import (
     ErrorCode,
+    FrameTooLarge,
+    HelloExpected,
+    InvalidFrame,
     MalformedFrame,
     ProtocolError,
     TermTooLarge,
     TooDeep,
     TrailingBytes,
+    TruncatedFrame,
+    UnexpectedFrame,
     UnknownExtType,
+    UnknownFrame,
     UnsendableTerm,
+    VersionMismatch,
+)
+from .terms import (
+    DEFAULT_MAX_DEPTH,
+    DEPTH_CEILING,
     decode_checked,
     decode_term,
     encode_term,
@@ -154,48 +147,6 @@ DEFAULT_LIMITS = WireLimits()
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class FrameTooLarge(ProtocolError):
-    """Raised when a remote peer announces a frame longer than the stream's limit."""
-
-    code = ErrorCode.FRAME_TOO_LARGE
-
-
-class TruncatedFrame(MalformedFrame):
-    """Raised when a remote peer ends a stream in the middle of a frame."""
-
-
-class UnknownFrame(ProtocolError):
-    """Raised when a remote peer sends a frame type number RUSM does not define."""
-
-    code = ErrorCode.UNKNOWN_FRAME
-
-
-class HelloExpected(ProtocolError):
-    """Raised when a remote peer's control stream does not begin with Hello."""
-
-    code = ErrorCode.HELLO_EXPECTED
-
-
-class UnexpectedFrame(ProtocolError):
-    """Raised when a remote peer sends a valid frame where it is not allowed.
-
-    A pair frame on the control stream or the reverse, a second Hello, or a
-    frame whose sender is not a process of the peer.
-    """
-
-    code = ErrorCode.PROTOCOL_VIOLATION
-
-
-class VersionMismatch(ProtocolError):
-    """Raised when a remote peer's Hello carries another protocol version."""
-
-    code = ErrorCode.VERSION_MISMATCH
-
-
-class InvalidFrame(RusmError, ValueError):
-    """Raised when this node builds a frame whose fields break the protocol."""
 
 
 # --------------------------------------------------------------------------- frames
@@ -348,8 +299,6 @@ class CallReply(PairFrame):
     TYPE: ClassVar[int] = 18
     ref: Ref
     value: Any
-
-
 
 
 # --------------------------------------------------------------------------- field rules

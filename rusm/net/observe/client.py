@@ -33,7 +33,7 @@ from rusm.actors.errors import RusmError
 from rusm.actors.runtime import Runtime
 
 from ..directory import NodeDirectory, NodeEntry, NoSuchNode
-from ..messages import ClusterError, RemoteError
+from ..errors import ClusterError, RemoteError
 from ..node import ClusterNode
 from ..terms import TermTooLarge, UnsendableTerm
 from ..tls import Identity

@@ -21,8 +21,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..errors import RemoteError
 from ..link import LinkProtocol
-from ..messages import RemoteError
 from ..node import ClusterNode
 from ..terms import TermTooLarge, UnsendableTerm
 from .protocol import OBSERVE_VERSION, CommandError, decode, encode

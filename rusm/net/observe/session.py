@@ -22,7 +22,7 @@ from rusm.actors.info import ProcessInfo
 from rusm.actors.messages import KILL
 from rusm.actors.pid import Pid
 
-from ..messages import RemoteError
+from ..errors import RemoteError
 from ..node import ClusterNode
 from ..terms import UnsendableTerm
 from .protocol import (
