@@ -710,6 +710,10 @@ class Runtime:
         for proc in list(self._procs.values()):
             yield self._info(proc)
 
+    def process_count(self) -> int:
+        """How many processes are alive now (cheap: no snapshot)."""
+        return len(self._procs)
+
     def stats(self) -> RuntimeStats:
         return RuntimeStats(
             node=self.node,

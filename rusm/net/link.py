@@ -250,9 +250,9 @@ class LinkProtocol:
         if not self.ready.done():
             self.ready.set_exception(LinkRejected(f"link refused: {reason} (code {code})", code))
             self.ready.exception()  # retrieved here; connect() re-raises it
-        self.node._link_closed(self)
+        self.node.link_closed(self)
         if was_up:
-            self.node._peer_down(self, code, reason)
+            self.node.link_down(self, code, reason)
 
     def stats(self) -> dict[str, int]:
         """What this link holds: lanes open each way, bytes held for partial frames."""
@@ -356,9 +356,9 @@ class LinkProtocol:
                 self.ready.set_result(self)
         elif isinstance(frame, Gossip):
             if not self.hidden:
-                self.node._gossip_received(self, frame)
+                self.node.gossip_received(self, frame)
         elif isinstance(frame, Request):
-            self.node._request_received(self, frame)
+            self.node.request_received(self, frame)
         elif isinstance(frame, Response):
             fut = self._rpc.pop(frame.id, None)
             if fut is not None and not fut.done():
@@ -408,4 +408,4 @@ class LinkProtocol:
         if self.node.is_connected(self.name):  # another link of that name came up meanwhile
             raise DuplicateNode(f"a node named {self.name!r} is already connected")
         self.state = LinkState.UP
-        self.node._peer_up(self)
+        self.node.link_up(self)

@@ -123,6 +123,9 @@ class ClusterNode:
         self.started = time.monotonic()
         """When the node started (``time.monotonic()``), for its uptime."""
         self._keeper: Pid | None = None
+        self.services: dict[str, Any] = {}
+        """Services that run on this node, by name (the observe channel's
+        observatory): made once, stopped by ``on_close``."""
         self.registry = GlobalRegistry(name, self._broadcast, runtime.send, self._watch_global)
         runtime.set_router(_Router(self), node=name)
 
@@ -286,7 +289,11 @@ class ClusterNode:
 
     # -- peers -----------------------------------------------------------------
 
-    def _peer_up(self, peer: LinkProtocol) -> None:
+    # The link protocol reports to its node through link_up, link_closed,
+    # link_down, gossip_received and request_received.
+
+    def link_up(self, peer: LinkProtocol) -> None:
+        """Both hellos accepted: ``peer`` is connected."""
         assert peer.name is not None
         self._peers[peer.name] = peer
         if not peer.hidden:
@@ -294,13 +301,14 @@ class ClusterNode:
         hidden = " (hidden)" if peer.hidden else ""
         log.info("node %s: link to %s up%s", self.name, peer.name, hidden)
 
-    def _link_closed(self, peer: LinkProtocol) -> None:
+    def link_closed(self, peer: LinkProtocol) -> None:
         """A link's connection is gone, up or not: forget it."""
         link = self._links.pop(peer, None)
         if link is not None and peer.outbound:
             self._forget(link)
 
-    def _peer_down(self, peer: LinkProtocol, code: int, reason: str) -> None:
+    def link_down(self, peer: LinkProtocol, code: int, reason: str) -> None:
+        """A connected peer's link dropped: monitors, links and watchers fire."""
         assert peer.name is not None
         if self._peers.get(peer.name) is not peer:
             return
@@ -365,7 +373,8 @@ class ClusterNode:
             if name != except_node:
                 peer.gossip(op, entries)
 
-    def _gossip_received(self, peer: LinkProtocol, frame: Gossip) -> None:
+    def gossip_received(self, peer: LinkProtocol, frame: Gossip) -> None:
+        """Global-registry news from a (visible) peer."""
         assert peer.name is not None
         self.registry.gossip(frame.op, frame.entries, peer.name)
 
@@ -385,23 +394,26 @@ class ClusterNode:
         self, node: str, factory: str, args: Sequence[Any] = (), timeout: float | None = None
     ) -> Pid:
         """Start ``factory(proc, *args)`` on ``node``; raises UnknownFactory or SpawnFailed."""
-        return await self._request(node, "spawn", (factory, tuple(args)), timeout)  # type: ignore[no-any-return]
+        return await self.request(node, "spawn", (factory, tuple(args)), timeout)  # type: ignore[no-any-return]
 
     async def remote_pids(self, node: str, timeout: float | None = None) -> list[Pid]:
-        return list(await self._request(node, "pids", (), timeout))
+        return list(await self.request(node, "pids", (), timeout))
 
     async def remote_process_info(
         self, node: str, pid: Pid, timeout: float | None = None
     ) -> dict[str, Any] | None:
-        return await self._request(node, "process_info", (pid,), timeout)  # type: ignore[no-any-return]
+        return await self.request(node, "process_info", (pid,), timeout)  # type: ignore[no-any-return]
 
-    async def _request(
-        self, node: str, method: str, args: tuple[Any, ...], timeout: float | None
+    async def request(
+        self, node: str, method: str, args: tuple[Any, ...], timeout: float | None = None
     ) -> Any:
+        """A control-plane request to ``node``, answered by its handler for
+        ``method`` (``handle_requests``); raises RemoteError, NodeNotConnected
+        or TimeoutError (after ``timeout``, default ``rpc_timeout``)."""
         peer = self._peer(node)
         return await peer.request(method, args, timeout or self.config.rpc_timeout)
 
-    def _request_received(self, peer: LinkProtocol, req: Request) -> None:
+    def request_received(self, peer: LinkProtocol, req: Request) -> None:
         """Answer a control request: exactly one response, whatever happens."""
         handler = _RPC.get(req.method)
         try:
@@ -421,7 +433,13 @@ class ClusterNode:
         else:
             peer.respond(req.id, True, value)
 
-    def _rpc_spawn(self, factory: str, args: tuple[Any, ...]) -> Pid:
+    def spawnables(self) -> list[str]:
+        """The names of the factories peers may start here, sorted."""
+        return sorted(self._spawnables)
+
+    def spawn_factory(self, factory: str, args: tuple[Any, ...]) -> Pid:
+        """Start the factory ``factory`` taught to this node, as ``spawn_remote``
+        from a peer would; raises UnknownFactory or SpawnFailed."""
         body = self._spawnables.get(factory)
         if body is None:
             known = ", ".join(sorted(self._spawnables)) or "none"
@@ -456,7 +474,7 @@ class ClusterNode:
 
 
 _RPC: dict[str, Callable[..., Any]] = {
-    "spawn": ClusterNode._rpc_spawn,
+    "spawn": ClusterNode.spawn_factory,
     "pids": ClusterNode._rpc_pids,
     "process_info": ClusterNode._rpc_process_info,
 }

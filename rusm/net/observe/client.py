@@ -196,7 +196,7 @@ class _Quic(_Transport):
         assert self.node is not None
         _encoded(message)  # an unsendable term is the caller's error, before anything is sent
         try:
-            return await self.node._request(self.name, "observe", (message,), timeout)
+            return await self.node.request(self.name, "observe", (message,), timeout)
         except RemoteError as e:
             raise CommandError(e.kind, str(e)) from e
         except ClusterError as e:

@@ -50,11 +50,11 @@ TRACKED_MAX = 2000
 
 def observatory(node: ClusterNode) -> Observatory:
     """The node's observatory, made (and its history started) on first use."""
-    obs: Observatory | None = getattr(node, "_observatory", None)
+    obs = node.services.get("observatory")
     if obs is None:
-        obs = Observatory(node)
-        node._observatory = obs  # type: ignore[attr-defined]
+        obs = node.services["observatory"] = Observatory(node)
         node.on_close(obs.close)
+    assert isinstance(obs, Observatory)
     return obs
 
 
@@ -85,7 +85,7 @@ class Observatory:
 
     def tick(self) -> None:
         """Append one history point: process count, total mailbox, tracked rows."""
-        self.processes.append(len(self.rt._procs))
+        self.processes.append(self.rt.process_count())
         self.mailbox.append(census.total_mailbox(self.rt))
         if not self.rows:
             return
@@ -181,7 +181,7 @@ class Observatory:
         if not isinstance(args, list | tuple):
             raise CommandError("bad_request", "spawn: args is a list")
         try:
-            pid = self.node._rpc_spawn(factory, tuple(args))
+            pid = self.node.spawn_factory(factory, tuple(args))
         except RemoteError as e:
             raise CommandError(e.kind, str(e)) from e
         log.info("observe: spawned %s %s from an observer", factory, pid)
@@ -221,7 +221,7 @@ class Observatory:
         return {
             "local": sorted(self.rt.registered()),
             "global": sorted(self.node.registry.names),
-            "factories": sorted(self.node._spawnables),
+            "factories": self.node.spawnables(),
         }
 
 
