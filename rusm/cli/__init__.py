@@ -17,6 +17,9 @@ def cli(verbose: int) -> None:
     """RUSM: actor nodes that cluster, and live attach to running nodes."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The QUIC engine logs every peer's close as a warning ("Native peer close");
+    # RUSM logs each link's end in its own words: the engine's lines are for -vv.
+    logging.getLogger("quic").setLevel(logging.WARNING if verbose >= 2 else logging.ERROR)
 
 
 # The command modules add their commands to cli.

@@ -71,7 +71,8 @@ class QuicLink(QuicConnectionProtocol):
         self._control_sid: int | None = None
         self._lane_sids: dict[int, int] = {}
         self._flush: asyncio.Handle | None = None
-        self._timers: list[asyncio.TimerHandle] = []
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         self._dead = False
         self.remote: Any = None
         """The peer's address (host, port, ...)."""
@@ -152,8 +153,7 @@ class QuicLink(QuicConnectionProtocol):
         if not self._dead:
             self._quic.send_ping(0)
             self.transmit()
-            self._timers = [t for t in self._timers if not t.cancelled()]
-            self._timers.append(self._loop.call_later(self.keepalive, self._ping))
+            self._keepalive_timer = self._loop.call_later(self.keepalive, self._ping)
 
     # -- inbound -------------------------------------------------------------
 
@@ -193,8 +193,8 @@ class QuicLink(QuicConnectionProtocol):
                 self.protocol.receive_control(event.data, event.end_stream)
             elif isinstance(event, events.HandshakeCompleted):
                 self.peer_chain = peer_chain(self._quic)
-                self._timers.append(self._loop.call_later(self.hello_timeout, self._hello_due))
-                self._timers.append(self._loop.call_later(self.keepalive, self._ping))
+                self._hello_timer = self._loop.call_later(self.hello_timeout, self._hello_due)
+                self._keepalive_timer = self._loop.call_later(self.keepalive, self._ping)
                 self.protocol.handshake_done()
             elif isinstance(event, events.ConnectionTerminated):
                 self._lost(event.error_code, event.reason_phrase)
@@ -214,9 +214,10 @@ class QuicLink(QuicConnectionProtocol):
             return
         self._dead = True
         self.close_code, self.close_reason = code, reason
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        for timer in (self._hello_timer, self._keepalive_timer):
+            if timer is not None:
+                timer.cancel()
+        self._hello_timer = self._keepalive_timer = None
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
