@@ -306,6 +306,8 @@ def test_random_bytes_after_a_hot_header_decode_or_fail_as_the_reference(tail: b
         [3, LONDON, TOKYO],
         [7, LONDON, TOKYO, REF],
         [17, Pid("node", 1, 2), Pid("east", 3), Ref("eight-ch", 4), (Pid("west", 5), REF)],
+        [10, LONDON, TOKYO, ("ping", LONDON, 7, ("ping", 12345, b"x" * 16))],  # tuple in tuple
+        [10, LONDON, TOKYO, (1, (2, (3, ("deeper", b"")), LONDON))],
     ],
 )
 def test_hot_frames_skip_scan_once_their_header_is_known(
@@ -374,6 +376,10 @@ def test_one_level_past_max_depth_is_too_deep_and_the_limit_itself_is_fine() -> 
     assert decode_checked(hot(tuple_term), 2)[3] == (1,)
     with pytest.raises(TooDeep):
         decode_checked(hot(tuple_term), 1)
+    nested = ext8(terms.EXT_TUPLE, b"\x91" + tuple_term)  # a tuple in a tuple: 2 levels
+    assert decode_checked(hot(nested), 3)[3] == ((1,),)
+    with pytest.raises(TooDeep):
+        decode_checked(hot(nested), 2)
     with pytest.raises(TooDeep):
         decode_checked(hot(b"\x01"), 0)
 

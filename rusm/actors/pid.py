@@ -24,7 +24,7 @@ _PID_RE = re.compile(r"<(?P<node>[^<>\s]+)\.(?P<serial>\d+)>")
 class Pid:
     """A process identifier: ``Pid("london", 42)`` prints as ``<london.42>``."""
 
-    __slots__ = ("creation", "node", "serial")
+    __slots__ = ("_hash", "creation", "node", "serial")
     node: str
     serial: int
     creation: int
@@ -33,6 +33,7 @@ class Pid:
         _set(self, "node", node)
         _set(self, "serial", serial)
         _set(self, "creation", creation)
+        _set(self, "_hash", hash((node, serial)))  # pids key dicts on every send
 
     @classmethod
     def parse(cls, text: str) -> Pid:
@@ -58,7 +59,7 @@ class Pid:
         )
 
     def __hash__(self) -> int:
-        return hash((self.node, self.serial))
+        return self._hash
 
     def __lt__(self, other: Pid) -> bool:
         return (self.node, self.serial) < (other.node, other.serial)
@@ -78,13 +79,14 @@ class Pid:
 class Ref:
     """A unique reference (monitor or call), ``#Ref<london.7>``."""
 
-    __slots__ = ("node", "serial")
+    __slots__ = ("_hash", "node", "serial")
     node: str
     serial: int
 
     def __init__(self, node: str, serial: int) -> None:
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "serial", serial)
+        _set(self, "node", node)
+        _set(self, "serial", serial)
+        _set(self, "_hash", hash((node, serial, "ref")))  # each call keys a dict with one
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Ref is immutable")
@@ -95,7 +97,7 @@ class Ref:
         return self.serial == other.serial and self.node == other.node
 
     def __hash__(self) -> int:
-        return hash((self.node, self.serial, "ref"))
+        return self._hash
 
     def __repr__(self) -> str:
         return f"#Ref<{self.node}.{self.serial}>"

@@ -750,12 +750,12 @@ class _NotHot(Exception):
 
 
 def _ext8_end(data: bytes, pos: int, max_depth: int) -> int:
-    """Where the ext8 at ``pos`` ends if it is a Pid, a Ref or a flat tuple, else -1.
+    """Where the ext8 at ``pos`` ends if it is a Pid, a Ref or a simple tuple, else -1.
 
-    A flat tuple holds scalars measured from their first bytes, str8, bin8,
-    Pids and Refs (ext8, fixext16), ending exactly where its ext does; it is
-    the second level of a frame, so it needs ``max_depth`` 2. Else scan has
-    to look.
+    A simple tuple holds scalars measured from their first bytes, str8, bin8,
+    Pids, Refs (ext8, fixext16) and simple tuples (ext8), ending exactly where
+    its ext does; it is the second level of a frame, so it needs
+    ``max_depth`` 2, and each tuple inside it one more. Else scan has to look.
     """
     length = data[pos + 1]
     tag = data[pos + 2]
@@ -781,6 +781,10 @@ def _ext8_end(data: bytes, pos: int, max_depth: int) -> int:
             pos += 3 + data[pos + 1]
         elif c == 0xD8 and (data[pos + 1] == EXT_PID or data[pos + 1] == EXT_REF):
             pos += 18
+        elif c == 0xC7 and data[pos + 2] == EXT_TUPLE:  # a tuple in the tuple, one level down
+            pos = _ext8_end(data, pos, max_depth - 1)
+            if pos < 0:
+                return -1
         else:
             return -1
         count -= 1

@@ -215,20 +215,22 @@ class HelloAck(ControlFrame):
     TYPE: ClassVar[int] = 5
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PairFrame(Frame):
     """A frame from ``src`` to ``dst`` (a pid or a name registered at the receiver).
 
     All frames of one (src, dst) pair ride one lane, in the order they were
     sent; a ``noproc`` answer on behalf of a process that no longer exists
-    rides its pair's lane too.
+    rides its pair's lane too. Pair frames are not frozen (unlike control
+    frames): one is built per message received, and a frozen dataclass costs
+    three times as much to build. Treat them as read-only all the same.
     """
 
     src: Pid
     dst: Pid | str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Msg(PairFrame):
     """A message."""
 
@@ -236,21 +238,21 @@ class Msg(PairFrame):
     term: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Link(PairFrame):
     """Link src and dst."""
 
     TYPE: ClassVar[int] = 11
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unlink(PairFrame):
     """Remove the link between src and dst."""
 
     TYPE: ClassVar[int] = 12
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExitSignal(PairFrame):
     """src exited (or called exit) with ``reason``; see :func:`reason_term`."""
 
@@ -258,7 +260,7 @@ class ExitSignal(PairFrame):
     reason: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Monitor(PairFrame):
     """src monitors dst under ``ref``."""
 
@@ -266,7 +268,7 @@ class Monitor(PairFrame):
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Demonitor(PairFrame):
     """src drops the monitor ``ref``."""
 
@@ -274,7 +276,7 @@ class Demonitor(PairFrame):
     ref: Ref
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DownSignal(PairFrame):
     """The monitored src is down with ``reason``; dst held the monitor ``ref``."""
 
@@ -283,7 +285,7 @@ class DownSignal(PairFrame):
     reason: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRequest(PairFrame):
     """A call from src to dst; the reply carries the same ``ref``."""
 
@@ -292,7 +294,7 @@ class CallRequest(PairFrame):
     request: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallReply(PairFrame):
     """The reply to the call ``ref`` (src is the replier, dst the caller)."""
 
