@@ -28,6 +28,7 @@ class Pid:
     node: str
     serial: int
     creation: int
+    _hash: int
 
     def __init__(self, node: str, serial: int, creation: int = 0) -> None:
         _set(self, "node", node)
@@ -82,6 +83,7 @@ class Ref:
     __slots__ = ("_hash", "node", "serial")
     node: str
     serial: int
+    _hash: int
 
     def __init__(self, node: str, serial: int) -> None:
         _set(self, "node", node)
