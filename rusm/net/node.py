@@ -78,7 +78,7 @@ class ClusterConfig:
     limits: WireLimits = field(default_factory=WireLimits)
     """Frame sizes (control and message) and term nesting depth, checked when
     sending and when receiving."""
-    lanes: int = 4
+    lanes: int = 2
     """Lanes (long-lived streams) per direction of a link; every (sender,
     receiver) pair rides one, chosen by a hash. See docs/PROTOCOL.md for the
     measurements behind the default."""
