@@ -104,7 +104,6 @@ class QuicLink(QuicConnectionProtocol):
             quic.send_stream_data(sid, data)
         self.transmit()
 
-    # -- hostile-peer hardening (tests/test_cluster_hostile.py) -------------------
     def transmit(self) -> None:
         """qh3's transmit, one datagram at a time, surviving an engine error.
 
@@ -137,7 +136,6 @@ class QuicLink(QuicConnectionProtocol):
         if self._timer is None and timer_at is not None:
             self._timer = self._loop.call_at(timer_at, self._handle_timer)
         self._timer_at = timer_at
-    # -- end hostile-peer hardening -----------------------------------------------
 
     def abort(self, code: int, reason: str) -> None:
         """Close the link with an application error code (a protocol violation)."""
