@@ -446,3 +446,56 @@ async def test_signals_to_a_dead_remote_process_answer_noproc_and_count_dead_let
         watcher.proc.link(ghost)
         assert await watcher.next() == Exit(ghost, "noproc")
     await until(lambda: london.runtime.dead_letters == 3, "three dead letters on london")
+
+
+async def test_a_registry_larger_than_one_control_frame_reaches_a_new_peer_whole(
+    cluster: Cluster,
+) -> None:
+    london = await cluster.node("london")
+    p = await probe(london.runtime)
+    for i in range(3000):  # ~160 KB of names: the sync is split over several frames
+        await london.register_global(f"service-number-{i:05}", p.pid)
+    tokyo = await cluster.node("tokyo")
+    await tokyo.connect(london.local_addr())
+    await until(lambda: len(tokyo.registry.names) == 3000, "all 3000 names on tokyo")
+    assert tokyo.whereis_global("service-number-02999") == "london"
+
+
+async def test_two_nodes_connecting_to_each_other_at_once_end_linked_or_say_why(
+    cluster: Cluster,
+) -> None:
+    for _ in range(5):
+        london, tokyo = await cluster.node("london"), await cluster.node("tokyo")
+        serve_echo(london)
+        results = await asyncio.gather(
+            london.connect(tokyo.local_addr()), tokyo.connect(london.local_addr()),
+            return_exceptions=True,
+        )
+        for result in results:
+            assert not isinstance(result, BaseException) or isinstance(result, LinkRejected)
+        if any(not isinstance(r, BaseException) for r in results):
+            # a connect that returned promises a link that works, both ways
+            assert london.nodes() == ["tokyo"] and tokyo.nodes() == ["london"]
+            assert await tokyo.call("london", "echo", 1) == ("echo", 1)
+        await london.close()
+        await tokyo.close()
+        cluster.nodes.clear()
+
+
+async def test_an_exit_reason_too_large_for_a_frame_still_reaches_linked_processes(
+    cluster: Cluster,
+) -> None:
+    london, tokyo = await cluster.pair()
+    remote_watcher = await probe(tokyo.runtime, trap=True)
+    local_watcher = await probe(london.runtime, trap=True)
+    target = london.runtime.spawn(idle)
+    remote_watcher.proc.link(target)
+    local_watcher.proc.link(target)
+    await until(lambda: len(london.runtime.process_info(target).links) == 2, "both links")
+    london.runtime.exit(target, b"x" * 2_000_000)  # over the 1 MiB message frame
+    local = await local_watcher.next()
+    assert local == Exit(target, b"x" * 2_000_000)
+    remote = await remote_watcher.next()
+    assert isinstance(remote, Exit) and remote.pid == target
+    assert isinstance(remote.reason, str) and remote.reason.endswith("(2000003 characters)")
+    assert len(remote.reason) < 1100  # its start, with the length of the whole

@@ -576,3 +576,80 @@ async def test_a_peer_that_exceeds_the_receivers_frame_limit_is_closed_with_fram
              if r.name == "rusm.net.node" and "london: link to tokyo down" in r.getMessage()]
     assert len(downs) == 1 and f"code {int(ErrorCode.FRAME_TOO_LARGE)}" in downs[0], downs
     assert london.nodes() == [] and tokyo.nodes() == []
+
+
+# -- streams a peer resets or stops, a peer that stops reading ------------------------
+
+
+def link_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "rusm.net.quic"]
+
+
+async def test_a_peer_that_stops_one_of_our_lanes_is_closed_and_reported_down(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    london = await cluster.node("london")
+    peer = await cluster.raw_up("evil", london)
+    watcher = await probe(london.runtime)
+    london.monitor_node("evil", watcher.pid)
+    lanes: list[int] = []
+    original = peer.quic_event_received
+
+    def record(event: Any) -> None:
+        if type(event).__name__ == "StreamDataReceived" and event.stream_id & 0x2:
+            lanes.append(event.stream_id)
+        original(event)
+
+    peer.quic_event_received = record  # type: ignore[method-assign]
+    london.runtime.send(Pid("evil", 1), "opens a lane")
+    await until(lambda: bool(lanes), "london's lane to reach the peer")
+    with caplog.at_level(logging.WARNING, logger="rusm.net"):
+        peer._quic.stop_stream(lanes[0], 0)
+        peer.transmit()
+        code, reason = await asyncio.wait_for(peer.terminated, 5)
+    assert code == ErrorCode.PROTOCOL_VIOLATION and "stopped stream" in reason, reason
+    assert await watcher.next() == NodeDown("evil")  # not a link that looks up and drops all
+    assert len(link_warnings(caplog)) == 1, link_warnings(caplog)
+
+
+async def test_a_peer_that_resets_its_lane_is_closed(cluster: Cluster) -> None:
+    london = await cluster.node("london")
+    peer = await cluster.raw_up("evil", london)
+    sid = peer._quic.get_next_available_stream_id(is_unidirectional=True)
+    peer._quic.send_stream_data(sid, struct.pack(">I", 1000) + b"x" * 500)
+    peer.transmit()
+    link = london.link_to("evil")
+    assert link is not None
+    await until(lambda: link.stats()["inbound_bytes"] == 504, "half a frame held")
+    peer._quic.reset_stream(sid, 0)
+    peer.transmit()
+    code, reason = await asyncio.wait_for(peer.terminated, 5)
+    assert code == ErrorCode.PROTOCOL_VIOLATION and "reset stream" in reason, reason
+    assert not london.is_connected("evil")
+
+
+async def paced_flood(node: ClusterNode, to: Pid) -> None:
+    """512 KiB in 8 KiB messages, one every 2 ms: easy for a peer that reads."""
+    for _ in range(64):
+        node.runtime.send(to, b"x" * 8192)
+        await asyncio.sleep(0.002)  # pacing the sender, not synchronisation
+
+
+async def test_a_peer_that_stops_reading_is_closed_before_its_backlog_grows_past_the_bound(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = ClusterConfig(max_outbound_bytes=256 * 1024)
+    london = await cluster.node("london", config)
+    tokyo = await cluster.node("tokyo")
+    await tokyo.connect(london.local_addr())
+    await paced_flood(london, Pid("tokyo", 10**6))  # dead letters there, but read
+    assert london.is_connected("tokyo")  # a node that reads keeps up
+    peer = await cluster.raw_up("evil", london)
+    watcher = await probe(london.runtime)
+    london.monitor_node("evil", watcher.pid)
+    peer.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="rusm.net"):
+        await paced_flood(london, Pid("evil", 1))
+        assert await watcher.next() == NodeDown("evil")
+    assert any("pile up unread" in w for w in link_warnings(caplog)), link_warnings(caplog)
+    assert london.is_connected("tokyo")

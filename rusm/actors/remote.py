@@ -38,7 +38,8 @@ class RemoteRouter(Protocol):
 
     def exit(self, src: Pid, dst: Pid, reason: Any, *, dead: bool = False) -> None:
         """An exit signal. ``dead``: ``src`` does not exist (any more) and this
-        is the runtime's ``noproc`` answer on its behalf, in no pair's order."""
+        is the runtime's ``noproc`` answer on its behalf (a router may send it
+        like any other signal of the pair)."""
         ...
 
     def monitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None: ...

@@ -311,8 +311,30 @@ class LinkProtocol:
             chunks.append(data)
 
     def gossip(self, op: str, entries: tuple[tuple[str, Pid], ...]) -> None:
-        if self.up and not self.hidden:
-            self.send_control(Gossip(op, entries))
+        """Send registry news; more than one control frame holds goes as
+        several, a ``sync`` first, then ``add`` frames (docs/PROTOCOL.md)."""
+        if not self.up or self.hidden:
+            return
+        size, start = len(entries), 0
+        while True:
+            chunk = entries[start : start + size]
+            try:
+                data = encode_frame(Gossip(op, chunk), self.limits)
+            except TermTooLarge:
+                if size > 1:
+                    size //= 2
+                    continue
+                log.warning("node %s: global name %r is too long to gossip",
+                            self.node.name, chunk[0][0][:60])
+                data = b""
+            if data:
+                self._control_out.append(data)
+                self._queued()
+            start += len(chunk)
+            if start >= len(entries):
+                return
+            if op == "sync":
+                op = "add"  # the rest of a sync adds to what its first frame replaced
 
     async def request(self, method: str, args: tuple[Any, ...], timeout: float) -> Any:
         """A control-plane RPC: raises RemoteError, NodeNotConnected or TimeoutError."""
@@ -399,6 +421,9 @@ class LinkProtocol:
                 raise UnexpectedFrame("a HelloAck arrived, but no hello was accepted")
             raise HelloExpected(f"a {type(frame).__name__} frame arrived before the hello")
         self._accepted = False
+        assert self.name is not None
+        if self.node.is_connected(self.name):  # a link of that name came up meanwhile
+            raise DuplicateNode(f"a node named {self.name!r} is already connected")
         self.send_control(HelloAck())
         self._go_up()
         self.ready.set_result(self)

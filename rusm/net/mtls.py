@@ -67,11 +67,11 @@ Facts the link code must respect (measured, HARDENING.md):
   key usage as a trust anchor (its store sorts it out: "unable to get local
   issuer certificate (empty CA store)"), so with ``CERT_REQUIRED`` a shared
   :meth:`~rusm.net.tls.Identity.generate` identity refuses every server.
-  :func:`make_configuration` therefore pins a shared identity's client to the
-  exact shared certificate instead (``assert_fingerprint``, SHA-256 of the
-  DER; qh3 checks the server's CertificateVerify signature whatever the
-  ``verify_mode``, then the fingerprint). Dates are then checked at hello
-  (``verify_peer``), and by the server, which holds the same certificate.
+  So a client's own check is off (``verify_mode=CERT_NONE``; qh3 still
+  checks the server's CertificateVerify signature) and
+  :func:`verify_server_certificates` checks the server's chain with
+  :func:`~rusm.net.tls.verify_peer` instead, in the same words as the server
+  side, for a cluster CA and a shared identity alike.
 * An aioquic 1.7 client needs about a second to connect to a qh3 2.1 server
   (qh3 raises "packet builder capacity exhausted" in ``poll_transmit`` a few
   times); qh3 to qh3 is unaffected.

@@ -31,7 +31,14 @@ from rusm.actors.process import Process
 from rusm.actors.remote import RemoteDest
 from rusm.actors.runtime import Body, Runtime
 
-from .errors import NodeNotConnected, RemoteError, SpawnFailed, UnknownFactory
+from .errors import (
+    NodeNotConnected,
+    RemoteError,
+    SpawnFailed,
+    TermTooLarge,
+    UnknownFactory,
+    UnsendableTerm,
+)
 from .link import LinkProtocol
 from .messages import NodeDown
 from .mtls import make_configuration
@@ -59,6 +66,8 @@ __all__ = ["ClusterConfig", "ClusterNode", "RemoteNode"]
 log = logging.getLogger("rusm.net.node")
 
 Address = tuple[str, int]
+ENGINE_MAX_STREAMS = 100
+"""Concurrent streams of each kind qh3 lets a peer open (hard-coded there)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +98,15 @@ class ClusterConfig:
     Keep it above twice ``limits.max_message_frame``."""
     max_open_streams: int = 64
     """Lanes a peer may open; one more closes the link with LIMIT_EXCEEDED.
-    Stays under the engine's own stream limit (100)."""
+    At most 100, the engine's own stream limit, so RUSM's code is the one seen."""
+    max_outbound_bytes: int = 64 * 1024 * 1024
+    """Bytes a link may have queued for a peer that does not take them (its
+    flow control or congestion window closed); more closes the link with
+    LIMIT_EXCEEDED instead of growing without bound."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_open_streams <= ENGINE_MAX_STREAMS:
+            raise ValueError(f"max_open_streams must be 1 .. {ENGINE_MAX_STREAMS}")
         if not 1 <= self.lanes <= self.max_open_streams:
             raise ValueError(f"lanes must be 1 .. max_open_streams, got {self.lanes}")
         if self.hello_timeout <= 0:
@@ -179,6 +194,7 @@ class ClusterNode:
             identity=self.identity,
             hello_timeout=self.config.hello_timeout,
             keepalive=self.config.idle_timeout / 4,
+            max_outbound_bytes=self.config.max_outbound_bytes,
         )
 
     def _make_protocol(self, link: QuicLink, outbound: bool) -> LinkProtocol:
@@ -516,6 +532,12 @@ class RemoteNode:
         return await self.node.remote_process_info(self.name, pid)
 
 
+def _short_reason(reason: Any) -> str:
+    """An exit reason too large for a frame, as the start of its repr."""
+    text = repr(reason)
+    return text if len(text) <= 1000 else f"{text[:1000]}... ({len(text)} characters)"
+
+
 class _Router:
     """The runtime's way out (a ``RemoteRouter``): signals become pair frames,
     each on its pair's lane, so they keep the pair's order."""
@@ -567,7 +589,11 @@ class _Router:
     def exit(self, src: Pid, dst: Pid, reason: Any, *, dead: bool = False) -> None:
         peer, d = self._peer(dst)
         if peer is not None:
-            peer.send_pair(ExitSignal(src, d, reason_term(reason)))
+            term = reason_term(reason)
+            try:
+                peer.send_pair(ExitSignal(src, d, term))
+            except (TermTooLarge, UnsendableTerm):  # the signal must go: say it shorter
+                peer.send_pair(ExitSignal(src, d, _short_reason(term)))
 
     def monitor(self, src: Pid, dst: RemoteDest, ref: Ref) -> None:
         peer, d = self._peer(dst)
@@ -588,7 +614,11 @@ class _Router:
         if peer is not None:
             # A monitor by name whose name was free: the node itself answers.
             origin = src if isinstance(src, Pid) else self.rt.node_pid
-            peer.send_pair(DownSignal(origin, d, ref, reason_term(reason)))
+            term = reason_term(reason)
+            try:
+                peer.send_pair(DownSignal(origin, d, ref, term))
+            except (TermTooLarge, UnsendableTerm):  # the signal must go: say it shorter
+                peer.send_pair(DownSignal(origin, d, ref, _short_reason(term)))
 
     def exited(self, pid: Pid) -> None:
         """Nothing to forget: lanes keep no per-pair state."""

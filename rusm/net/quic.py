@@ -57,6 +57,7 @@ class QuicLink(QuicConnectionProtocol):
         identity: Identity,
         hello_timeout: float,
         keepalive: float,
+        max_outbound_bytes: int,
     ) -> None:
         if quic.configuration.is_client:
             verify_server_certificates(quic, identity)
@@ -65,6 +66,7 @@ class QuicLink(QuicConnectionProtocol):
         super().__init__(quic)
         self.hello_timeout = hello_timeout
         self.keepalive = keepalive
+        self.max_outbound_bytes = max_outbound_bytes
         self.peer_chain: list[x509.Certificate] = []
         self.close_code: int | None = None
         self.close_reason = ""
@@ -86,23 +88,34 @@ class QuicLink(QuicConnectionProtocol):
             self._flush = self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write what the protocol queued (one write per stream) and transmit."""
+        """Write what the protocol queued (one write per stream) and transmit;
+        close the link if the peer lets more than ``max_outbound_bytes`` pile up."""
         self._flush = None
         if self._dead:
             return
         control, lanes = self.protocol.data_to_send()
         quic = self._quic
-        if control:
-            if self._control_sid is None:  # the connector speaks first
-                self._control_sid = quic.get_next_available_stream_id(is_unidirectional=False)
-            quic.send_stream_data(self._control_sid, control)
-        sids = self._lane_sids
-        for lane, data in lanes.items():
-            sid = sids.get(lane)
-            if sid is None:
-                sid = sids[lane] = quic.get_next_available_stream_id(is_unidirectional=True)
-            quic.send_stream_data(sid, data)
+        try:
+            if control:
+                if self._control_sid is None:  # the connector speaks first
+                    self._control_sid = quic.get_next_available_stream_id(is_unidirectional=False)
+                quic.send_stream_data(self._control_sid, control)
+            sids = self._lane_sids
+            for lane, data in lanes.items():
+                sid = sids.get(lane)
+                if sid is None:
+                    sid = sids[lane] = quic.get_next_available_stream_id(is_unidirectional=True)
+                quic.send_stream_data(sid, data)
+        except Exception as e:  # the engine refused a write: the link cannot go on
+            log.warning("closing link %s: the engine refused a write: %s", self._describe(), e)
+            self._close(ErrorCode.INTERNAL_ERROR, f"internal error: {e}")
+            return
         self.transmit()
+        backlog = quic.get_send_buffer_size()
+        if backlog > self.max_outbound_bytes:
+            reason = f"the peer lets more than {self.max_outbound_bytes} bytes pile up unread"
+            log.warning("closing link %s: %s", self._describe(), reason)
+            self._close(ErrorCode.LIMIT_EXCEEDED, reason)
 
     def transmit(self) -> None:
         """qh3's transmit, one datagram at a time, surviving an engine error.
@@ -142,9 +155,22 @@ class QuicLink(QuicConnectionProtocol):
         if self._dead:
             return
         self.flush()  # what was queued before the close (exit signals) goes first
+        self._close(code, reason)
+
+    def _close(self, code: int, reason: str) -> None:
+        if self._dead:
+            return
         self._quic.close(error_code=code, reason_phrase=reason[:1000])
         self.transmit()
         self._lost(code, reason)
+
+    def close(self) -> None:
+        """The engine's close (the server calls it on every connection when
+        the node closes): nothing more to send on a link that is gone."""
+        if self._dead:
+            self.stop_timer()
+            return
+        self._close(ErrorCode.NO_ERROR, "closed")
 
     def _ping(self) -> None:
         """Keep a quiet link alive: the engine's idle timeout is for dead peers."""
@@ -166,20 +192,20 @@ class QuicLink(QuicConnectionProtocol):
         # processes answer go out together in this turn's one flush.
         self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
         self._process_events()
-        if self._flush is None and not self._dead:
-            self._flush = self._loop.call_soon(self.flush)
+        self.wakeup()
 
     def datagrams_received(self, data: list[bytes], addr: Any) -> None:
         self._quic.receive_many_datagrams(data, addr, now=self._loop.time())
         self._process_events()
-        if self._flush is None and not self._dead:
-            self._flush = self._loop.call_soon(self.flush)
+        self.wakeup()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if self._dead:
             return
         try:
             if isinstance(event, events.StreamDataReceived):
+                if not self.peer_chain:  # defence in depth: mtls keeps them out
+                    raise UnexpectedFrame("stream data before the handshake completed")
                 sid = event.stream_id
                 if sid & 0x2:  # unidirectional: a lane of the peer's
                     self.protocol.receive_lane(sid, event.data, event.end_stream)
@@ -196,11 +222,20 @@ class QuicLink(QuicConnectionProtocol):
                 self.protocol.handshake_done()
             elif isinstance(event, events.ConnectionTerminated):
                 self._lost(event.error_code, event.reason_phrase)
+            elif isinstance(event, events.StreamReset | events.StopSendingReceived):
+                # Lanes and the control stream live as long as the link: a peer
+                # that resets or stops one breaks the protocol.
+                kind = "reset" if isinstance(event, events.StreamReset) else "stopped"
+                raise UnexpectedFrame(f"the peer {kind} stream {event.stream_id}")
         except ProtocolError as e:
             log.warning("closing link %s: %s", self._describe(), e)
             self.abort(int(e.code), str(e))
+        except Exception as e:  # this node's bug: never let it escape the transport
+            log.exception("closing link %s: internal error", self._describe())
+            self.abort(ErrorCode.INTERNAL_ERROR, f"internal error: {e!r}")
 
     def _hello_due(self) -> None:
+        self._hello_timer = None
         try:
             self.protocol.hello_timed_out()
         except ProtocolError as e:
