@@ -1,0 +1,155 @@
+"""The link protocol alone, sans I/O: two LinkProtocols pumped into each other
+in memory, no socket and no engine (as the codec tests pump FrameDecoders).
+The nodes are real ClusterNodes that were never bound to an address."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from rusm.actors import Process, Runtime
+from rusm.net import ClusterCa, ClusterConfig, ClusterNode
+from rusm.net.errors import DuplicateNode, HelloExpected, HelloTimeout, NodeNotConnected
+from rusm.net.link import LinkProtocol, LinkState, lane_of
+from rusm.net.wire import Msg, encode_frame
+
+from .helpers import probe, until
+
+
+class Wire:
+    """Two protocols and what each side sends the other, delivered on pump()."""
+
+    def __init__(self, connector: LinkProtocol, listener: LinkProtocol) -> None:
+        self.sides = ((connector, listener), (listener, connector))
+        self.lanes_seen: set[int] = set()
+
+    def pump(self) -> int:
+        """Deliver until both sides are quiet; returns the bytes moved."""
+        moved = 0
+        while True:
+            before = moved
+            for sender, receiver in self.sides:
+                control, lanes = sender.data_to_send()
+                if control:
+                    receiver.receive_control(control, False)
+                    moved += len(control)
+                for lane, data in lanes.items():
+                    self.lanes_seen.add(lane)
+                    receiver.receive_lane((id(sender), lane), data, False)
+                    moved += len(data)
+            if moved == before:
+                return moved
+
+
+NODES: list[ClusterNode] = []
+
+
+def node(ca: ClusterCa, name: str, **config: Any) -> ClusterNode:
+    made = ClusterNode(name, Runtime(), ca.issue(name), ClusterConfig(**config), hidden=False)
+    NODES.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+async def close_nodes() -> Any:
+    yield
+    while NODES:
+        await NODES.pop().close()
+
+
+def linked(
+    a: ClusterNode, b: ClusterNode, wakeup: Any = lambda: None
+) -> tuple[LinkProtocol, LinkProtocol, Wire]:
+    """a connects to b: their protocols, the handshake done, nothing sent yet.
+    ``wakeup`` is what a's side calls when it has something to send."""
+    a_side = LinkProtocol(a, True, lambda: list(b.identity.chain), wakeup)
+    b_side = LinkProtocol(b, False, lambda: list(a.identity.chain), lambda: None)
+    for side in (a_side, b_side):
+        side.handshake_done()
+    return a_side, b_side, Wire(a_side, b_side)
+
+
+@pytest.fixture(scope="module")
+def ca() -> ClusterCa:
+    return ClusterCa.generate()
+
+
+async def test_the_hello_exchange_brings_both_sides_up_and_lists_them(ca: ClusterCa) -> None:
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    conn, lis, wire = linked(tokyo, london)
+    assert (conn.state, lis.state) == (LinkState.HELLO, LinkState.HELLO)
+    wire.pump()
+    assert (conn.state, lis.state) == (LinkState.UP, LinkState.UP)
+    assert await asyncio.wait_for(conn.ready, 1) is conn
+    assert tokyo.nodes() == ["london"] and london.nodes() == ["tokyo"]
+
+
+async def test_messages_of_many_pairs_cross_in_each_pairs_order_on_few_lanes(
+    ca: ClusterCa,
+) -> None:
+    london, tokyo = node(ca, "london", lanes=2), node(ca, "tokyo", lanes=2)
+    *_, wire = linked(tokyo, london)
+    wire.pump()
+    received: dict[Any, list[int]] = {}
+
+    async def sink(proc: Process) -> None:
+        while True:
+            sender, n = await proc.receive()
+            received.setdefault((sender, proc.pid), []).append(n)
+
+    sinks = [london.runtime.spawn(sink) for _ in range(5)]
+    senders = [await probe(tokyo.runtime) for _ in range(5)]
+    for n in range(50):
+        for p in senders:
+            for s in sinks:
+                p.proc.send(s, (p.pid, n))
+    wire.pump()
+    await until(lambda: sum(map(len, received.values())) == 5 * 5 * 50, "every message")
+    assert all(ns == list(range(50)) for ns in received.values())
+    assert len(received) == 25
+    assert len(wire.lanes_seen) <= 2  # 25 pairs, two lanes
+    assert {lane_of(p.pid, s, 2) for p in senders for s in sinks} <= wire.lanes_seen
+
+
+async def test_a_pair_frame_before_the_hello_is_refused(ca: ClusterCa) -> None:
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    _, listener, _ = linked(tokyo, london)
+    frame = encode_frame(Msg(tokyo.runtime.node_pid, "echo", "early"))
+    with pytest.raises(HelloExpected):
+        listener.receive_lane(1, frame, False)
+
+
+async def test_a_silent_peer_times_out_in_hello_and_an_up_link_does_not(ca: ClusterCa) -> None:
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    _, listener, wire = linked(tokyo, london)
+    with pytest.raises(HelloTimeout):
+        listener.hello_timed_out()
+    wire.pump()
+    listener.hello_timed_out()  # up: nothing to say
+
+
+async def test_a_second_link_to_a_connected_node_is_refused(ca: ClusterCa) -> None:
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    _, _, first = linked(tokyo, london)
+    first.pump()
+    _, _, second = linked(tokyo, london)
+    with pytest.raises(DuplicateNode):
+        second.pump()
+
+
+async def test_a_lost_link_fails_its_pending_requests_and_reports_the_node_down(
+    ca: ClusterCa,
+) -> None:
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    queued = asyncio.Event()
+    conn, _, wire = linked(tokyo, london, queued.set)
+    wire.pump()
+    queued.clear()
+    pending = asyncio.ensure_future(conn.request("pids", (), 5))
+    await asyncio.wait_for(queued.wait(), 1)  # the request is queued, not delivered
+    conn.connection_lost(0, "cable cut")
+    with pytest.raises(NodeNotConnected):
+        await pending
+    assert conn.state is LinkState.CLOSED and tokyo.nodes() == []
