@@ -26,6 +26,7 @@ import asyncio
 import enum
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
@@ -138,6 +139,8 @@ class LinkProtocol:
         self.max_inbound_bytes = config.max_inbound_bytes // 2  # the engine holds the rest
         self.max_lanes = config.max_open_streams
         self.state = LinkState.HELLO
+        self.created = time.monotonic()
+        self.up_at = float("inf")
         self.name: str | None = None
         self.hidden = False
         self.ready: asyncio.Future[LinkProtocol] = asyncio.get_running_loop().create_future()
@@ -401,14 +404,18 @@ class LinkProtocol:
         except PeerRejected as e:
             log.warning("rejected peer claiming to be %s: %s", hello.node, e.reason)
             raise CertificateRejected(e.reason) from e
-        if hello.node == node.name or node.is_connected(hello.node):
-            raise DuplicateNode(f"a node named {hello.node!r} is already connected")
+        if hello.node == node.name:
+            raise DuplicateNode(f"a node named {hello.node!r} is already connected (this one)")
         self.name, self.hidden = hello.node, hello.hidden
         if not self.outbound:
-            # Up only when the connector accepts our hello in turn (HelloAck).
+            # Our hello goes first, even to a duplicate: a connector that is
+            # refused learns whom it reached (its connect() then sees the
+            # node already linked). Up only on the connector's HelloAck.
             self.send_control(Hello(PROTOCOL_VERSION, node.name, node.hidden))
+            self._check_duplicate()
             self._accepted = True
             return
+        self._check_duplicate()
         self.send_control(HelloAck())
         self._go_up()  # ``ready`` waits for the listener's HelloAck in turn
 
@@ -421,16 +428,39 @@ class LinkProtocol:
                 raise UnexpectedFrame("a HelloAck arrived, but no hello was accepted")
             raise HelloExpected(f"a {type(frame).__name__} frame arrived before the hello")
         self._accepted = False
-        assert self.name is not None
-        if self.node.is_connected(self.name):  # a link of that name came up meanwhile
-            raise DuplicateNode(f"a node named {self.name!r} is already connected")
+        self._check_duplicate()  # a link of that name may have come up meanwhile
         self.send_control(HelloAck())
         self._go_up()
         self.ready.set_result(self)
 
-    def _go_up(self) -> None:
+    def _connector(self) -> str | None:
+        return self.node.name if self.outbound else self.name
+
+    def _check_duplicate(self) -> LinkProtocol | None:
+        """Raise DuplicateNode if a link to this peer is up and keeps its
+        place; return it if this link takes its place instead.
+
+        Two nodes that connect to each other at once make two links; both
+        sides keep the same one, the link whose connector's name sorts
+        first, as BEAM distribution settles it. Any other second link of a
+        name (another node claiming it, a restarted node while the old link
+        drains, a connect to a node already linked) is refused."""
         assert self.name is not None
-        if self.node.is_connected(self.name):  # another link of that name came up meanwhile
-            raise DuplicateNode(f"a node named {self.name!r} is already connected")
+        existing = self.node.link_to(self.name)
+        if existing is None:
+            return None
+        mine, theirs = self._connector(), existing._connector()
+        crossing = self.created < existing.up_at  # both were saying hello at once
+        if crossing and mine is not None and theirs is not None and mine < theirs:
+            return existing
+        raise DuplicateNode(f"a node named {self.name!r} is already connected")
+
+    def _go_up(self) -> None:
+        displaced = self._check_duplicate()
+        if displaced is not None:
+            log.info("node %s: crossing links to %s: keeping the one %s opened",
+                     self.node.name, self.name, self._connector())
+            self.node.replace_link(displaced, "crossing links: the other one is kept")
         self.state = LinkState.UP
+        self.up_at = time.monotonic()
         self.node.link_up(self)

@@ -32,6 +32,7 @@ from rusm.actors.remote import RemoteDest
 from rusm.actors.runtime import Body, Runtime
 
 from .errors import (
+    LinkRejected,
     NodeNotConnected,
     RemoteError,
     SpawnFailed,
@@ -230,6 +231,13 @@ class ClusterNode:
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 await peer.ready
+        except LinkRejected as e:
+            self._forget(link)
+            kept = self._peers.get(peer.name) if peer.name else None
+            # Crossing links (both sides connecting at once): the other one was kept.
+            if e.code == ErrorCode.DUPLICATE_NODE and kept and kept.up_at > peer.created:
+                return RemoteNode(self, kept.name or "")
+            raise
         except BaseException:
             link.abort(ErrorCode.NO_ERROR, "connect gave up")
             self._forget(link)
@@ -316,6 +324,10 @@ class ClusterNode:
             peer.gossip("sync", self.registry.entries())
         hidden = " (hidden)" if peer.hidden else ""
         log.info("node %s: link to %s up%s", self.name, peer.name, hidden)
+
+    def replace_link(self, peer: LinkProtocol, reason: str) -> None:
+        """Close an up link that another link to the same node replaces."""
+        self._links[peer].abort(ErrorCode.DUPLICATE_NODE, reason)
 
     def link_closed(self, peer: LinkProtocol) -> None:
         """A link's connection is gone, up or not: forget it."""
