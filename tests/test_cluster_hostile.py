@@ -27,7 +27,7 @@ from rusm.net import (
     SpawnFailed,
 )
 from rusm.net.terms import TermTooLarge
-from rusm.net.wire import ErrorCode, HelloAck, Msg, WireLimits, encode_frame
+from rusm.net.wire import ErrorCode, Gossip, HelloAck, Msg, WireLimits, encode_frame
 
 from .helpers import probe, until, waiting
 from .test_cluster_badframes import HELLO, LOCAL, RawPeer, raw_peer
@@ -653,3 +653,26 @@ async def test_a_peer_that_stops_reading_is_closed_before_its_backlog_grows_past
         assert await watcher.next() == NodeDown("evil")
     assert any("pile up unread" in w for w in link_warnings(caplog)), link_warnings(caplog)
     assert london.is_connected("tokyo")
+
+
+# -- gossip from a peer ------------------------------------------------------------------
+
+
+async def test_a_peer_cannot_claim_names_for_this_nodes_processes_nor_grow_the_table_past_the_cap(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    london = await cluster.node("london", ClusterConfig(max_global_names_per_node=100))
+    peer = await cluster.raw_up("evil", london)
+    own = london.runtime.spawn(echo)
+    with caplog.at_level(logging.WARNING, logger="rusm.net"):
+        peer.write(encode_frame(Gossip("add", (("stolen", own),))))
+        for start in range(0, 150, 50):  # 150 names for evil's own pids, in three frames
+            batch = tuple((f"evil-{i}", Pid("evil", i + 1)) for i in range(start, start + 50))
+            peer.write(encode_frame(Gossip("add", batch)))
+        peer.write(encode_frame(Gossip("add", (("barrier", Pid("paris", 1)),))))
+        await until(lambda: london.whereis_global("barrier") == "paris", "the last frame")
+    assert london.whereis_global("stolen") is None  # london alone names its processes
+    evil_names = [n for n, p in london.registry.names.items() if p.node == "evil"]
+    assert len(evil_names) == 100
+    assert sum("past the cap" in w for w in rusm_warnings(caplog)) == 1
+    assert london.is_connected("evil")

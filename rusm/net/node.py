@@ -100,6 +100,10 @@ class ClusterConfig:
     max_open_streams: int = 64
     """Lanes a peer may open; one more closes the link with LIMIT_EXCEEDED.
     At most 100, the engine's own stream limit, so RUSM's code is the one seen."""
+    max_global_names_per_node: int = 100_000
+    """Global names this node keeps for the processes of any one other node;
+    gossip past it is ignored (one warning), so a peer cannot grow every
+    node's table without bound."""
     max_outbound_bytes: int = 64 * 1024 * 1024
     """Bytes a link may have queued for a peer that does not take them (its
     flow control or congestion window closed); more closes the link with
@@ -142,7 +146,10 @@ class ClusterNode:
         self.services: dict[str, Any] = {}
         """Services that run on this node, by name (the observe channel's
         observatory): made once, stopped by ``on_close``."""
-        self.registry = GlobalRegistry(name, self._broadcast, runtime.send, self._watch_global)
+        self.registry = GlobalRegistry(
+            name, self._broadcast, runtime.send, self._watch_global,
+            max_per_node=config.max_global_names_per_node,
+        )
         runtime.set_router(_Router(self), node=name)
 
     # -- lifecycle -------------------------------------------------------------

@@ -12,6 +12,11 @@ joined): on every node independently, the registration whose pid sorts first
 messages. The node of the losing process removes the loser's claim and sends
 the loser :class:`GlobalNameConflict` (Erlang's ``global`` resolver kills one
 of them; RUSM tells it and lets it decide).
+
+Gossip is untrusted input: a peer's entries for this node's own pids are
+ignored (this node alone says what its processes hold), and a node's names
+are capped (``max_per_node``), so one peer cannot grow every table without
+bound.
 """
 
 from __future__ import annotations
@@ -41,9 +46,13 @@ class GlobalRegistry:
         broadcast: Callable[[str, Entries, str | None], None],
         tell: Callable[[Pid, object], None],
         watch: Callable[[Pid], None],
+        max_per_node: int = 100_000,
     ) -> None:
         self.node = node
         self.names: dict[str, Pid] = {}
+        self.max_per_node = max_per_node
+        self._per_node: dict[str, int] = {}  # names held by each node's pids
+        self._refused: set[str] = set()  # nodes already warned about the cap
         self._broadcast = broadcast  # (op, entries, except_node)
         self._tell = tell
         self._watch = watch
@@ -54,14 +63,16 @@ class GlobalRegistry:
             raise NameTaken(name, holder)
         if holder is None:
             self.names[name] = pid
+            self._per_node[pid.node] = self._per_node.get(pid.node, 0) + 1
             if pid.node == self.node:
                 self._watch(pid)
             self._broadcast("add", ((name, pid),), None)
 
     def unregister(self, name: str) -> None:
-        pid = self.names.pop(name, None)
+        pid = self.names.get(name)
         if pid is None:
             raise NotRegistered(name)
+        self._drop(name, pid)
         self._broadcast("remove", ((name, pid),), None)
 
     def whereis(self, name: str) -> Pid | None:
@@ -74,9 +85,11 @@ class GlobalRegistry:
         """Apply a peer's gossip; pass on what changed our table."""
         changed = []
         for name, pid in entries:
+            if pid.node == self.node:
+                continue  # our own processes' names are ours to say
             if op == "remove":
                 if self.names.get(name) == pid:
-                    del self.names[name]
+                    self._drop(name, pid)
                     changed.append((name, pid))
             elif self._add(name, pid):
                 changed.append((name, pid))
@@ -94,19 +107,38 @@ class GlobalRegistry:
                 self._tell(loser, GlobalNameConflict(name, winner))
             if winner == holder:
                 return False
+        held = self._per_node.get(pid.node, 0)
+        if held >= self.max_per_node and pid.node != self.node:
+            if pid.node not in self._refused:
+                self._refused.add(pid.node)
+                log.warning("global names of node %s past the cap of %d: the rest are ignored",
+                            pid.node, self.max_per_node)
+            return False
+        if holder is not None:
+            self._drop(name, holder)
         self.names[name] = pid
+        self._per_node[pid.node] = self._per_node.get(pid.node, 0) + 1
         return True
+
+    def _drop(self, name: str, pid: Pid) -> None:
+        del self.names[name]
+        left = self._per_node.get(pid.node, 0) - 1
+        if left > 0:
+            self._per_node[pid.node] = left
+        else:
+            self._per_node.pop(pid.node, None)
+            self._refused.discard(pid.node)
 
     def process_exited(self, pid: Pid) -> None:
         gone = tuple((n, p) for n, p in self.names.items() if p == pid)
-        for name, _ in gone:
-            del self.names[name]
+        for name, p in gone:
+            self._drop(name, p)
         if gone:
             self._broadcast("remove", gone, None)
 
     def node_down(self, node: str) -> None:
         gone = tuple((n, p) for n, p in self.names.items() if p.node == node)
-        for name, _ in gone:
-            del self.names[name]
+        for name, p in gone:
+            self._drop(name, p)
         if gone:
             self._broadcast("remove", gone, node)
