@@ -115,6 +115,7 @@ __all__ = [
     "check_engine",
     "make_configuration",
     "peer_chain",
+    "refused_here",
     "require_client_certificates",
     "verify_server_certificates",
 ]
@@ -584,6 +585,7 @@ class _VerifyingClientTls(qtls.Context):
     words, as the server side, for a cluster CA and a shared identity alike."""
 
     _rusm_identity: Identity
+    _rusm_refused = False
 
     def _client_handle_certificate_verify(self, input_buf: Buffer) -> None:
         leaf = self._peer_certificate
@@ -596,7 +598,9 @@ class _VerifyingClientTls(qtls.Context):
         try:
             verify_peer(self._rusm_identity, chain, None, check_name=False)
         except PeerRejected as exc:
-            log.warning("refused a QUIC server in the TLS handshake: %s", exc.reason)
+            # The connector's caller gets it as LinkRejected: it says it once.
+            self._rusm_refused = True
+            log.debug("refused a QUIC server in the TLS handshake: %s", exc.reason)
             raise qtls.AlertBadCertificate(f"certificate rejected: {exc.reason}") from exc
         super()._client_handle_certificate_verify(input_buf)  # the signature, qh3's checks
 
@@ -644,6 +648,15 @@ def require_client_certificates(quic: QuicConnection, identity: Identity) -> Non
         raise RuntimeError("too late to require client certificates: the handshake has started")
     quic.__class__ = _MutualServerConnection
     quic._rusm_identity = identity  # type: ignore[attr-defined]
+
+
+def refused_here(quic: QuicConnection) -> bool:
+    """Whether this side's own TLS check refused the peer (so it has said why);
+    False when the peer refused this side, or nothing was refused."""
+    context = quic.tls
+    if isinstance(context, _MutualServerTls):
+        return context._rusm_stage is _Stage.FAILED
+    return isinstance(context, _VerifyingClientTls) and context._rusm_refused
 
 
 def peer_chain(quic: QuicConnection) -> list[x509.Certificate]:

@@ -26,7 +26,12 @@ from qh3.quic import events
 from qh3.quic.connection import QuicConnection, QuicConnectionError
 
 from .link import LinkProtocol
-from .mtls import peer_chain, require_client_certificates, verify_server_certificates
+from .mtls import (
+    peer_chain,
+    refused_here,
+    require_client_certificates,
+    verify_server_certificates,
+)
 from .tls import Identity
 from .wire import ErrorCode, ProtocolError, UnexpectedFrame
 
@@ -34,6 +39,8 @@ __all__ = ["DATAGRAM_MAX_SIZE", "QuicLink", "tune_transport"]
 
 log = logging.getLogger("rusm.net.quic")
 
+CRYPTO_ERROR = 0x100
+"""QUIC's CRYPTO_ERROR: a TLS alert closes a connection with 0x100 + the alert."""
 DATAGRAM_MAX_SIZE = 65536
 """Receive buffer per datagram; stock asyncio allocates 256 KiB per datagram."""
 
@@ -245,6 +252,16 @@ class QuicLink(QuicConnectionProtocol):
     def _lost(self, code: int, reason: str) -> None:
         if self._dead:
             return
+        if (
+            not self.peer_chain
+            and CRYPTO_ERROR <= code < CRYPTO_ERROR + 256
+            and not self._quic.configuration.is_client
+            and not refused_here(self._quic)
+        ):
+            # The connecting peer refused this node in the handshake: the one
+            # line this side says about it (the peer's connect() says the rest).
+            log.warning("link %s refused by the peer in the TLS handshake: %s",
+                        self._describe(), reason or f"TLS alert {code - CRYPTO_ERROR}")
         self._dead = True
         self.close_code, self.close_reason = code, reason
         for timer in (self._hello_timer, self._keepalive_timer):
