@@ -4,7 +4,8 @@ remote (hidden-node) attachers over QUIC.
 WebSocket guardrails (see docs/OPERATIONS.md): the token in an
 ``Authorization: Bearer`` header, compared in constant time (none or wrong:
 401, no hint); any ``Origin`` header (a browser page): 403; a ``Host`` that is
-not loopback (DNS rebinding): 403; no compression; ``max_size`` for commands;
+not loopback (DNS rebinding): 403; two ``Host`` or ``Authorization`` headers
+(which one would count?): 400; no compression; ``max_size`` for commands;
 at most ``max_observers`` at once (503 beyond).
 """
 
@@ -35,6 +36,9 @@ log = logging.getLogger("rusm.net.observe")
 MAX_MESSAGE = 64 * 1024
 """Largest message a client may send (commands are small)."""
 MAX_OBSERVERS = 16
+SINGLE_HEADERS = ("Host", "Authorization")
+"""Headers a request may carry once: with two, the checks could read one
+value and another layer the other (and ``headers.get`` raises)."""
 QUIC_MAX_SAMPLE = 60 * 1024
 """A sample sent over the control RPC must fit one control frame (64 KiB):
 rows are dropped (and counted as omitted) until it does."""
@@ -79,6 +83,12 @@ class ObserveServer:
 
     def check(self, conn: ServerConnection, request: Request) -> Response | None:
         headers = request.headers
+        for name in SINGLE_HEADERS:
+            if len(headers.get_all(name)) > 1:
+                return self._refuse(
+                    conn, http.HTTPStatus.BAD_REQUEST, f"{name} header sent more than once",
+                    f"bad request: {name} header repeated",
+                )
         if "Origin" in headers:
             return self._refuse(
                 conn, http.HTTPStatus.FORBIDDEN, "request from a browser (Origin header)",

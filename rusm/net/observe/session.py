@@ -46,6 +46,9 @@ HISTORY_STEP = 1.0
 """Seconds between history points."""
 TRACKED_MAX = 2000
 """Most processes whose mailbox history is kept (those samples showed lately)."""
+NODE_LABEL_PREFIX = "rusm."
+"""Labels reserved for the node's own processes (the global registry's keeper
+is ``rusm.global``): observers cannot kill them, as nothing would restart them."""
 
 
 def observatory(node: ClusterNode) -> Observatory:
@@ -187,8 +190,24 @@ class Observatory:
         log.info("observe: spawned %s %s from an observer", factory, pid)
         return str(pid)
 
+    def _protected(self, pid: Pid) -> str | None:
+        """Why ``pid`` is one of the node's own processes, or None."""
+        info = self.rt.process_info(pid)
+        if info is not None and (info.label or "").startswith(NODE_LABEL_PREFIX):
+            return f"{pid} ({info.label}) is one of node {self.node.name}'s own processes"
+        for service, value in self.node.services.items():
+            if value == pid:
+                return f"{pid} runs node {self.node.name}'s {service} service"
+        return None
+
     def _cmd_kill(self, session: Session, pid: Any, reason: Any = KILL) -> str:
         target = self._live(pid)
+        why = self._protected(target)
+        if why is not None:
+            log.warning("observe: refused to exit %s from an observer: %s", target, why)
+            raise CommandError(
+                "protected", f"{why}: it cannot be killed from an observer (it stops with the node)"
+            )
         self.rt.exit(target, reason)
         log.info("observe: exit %s reason %r from an observer", target, reason)
         return str(target)
