@@ -3,6 +3,11 @@
 
 TARGET is a node name on this machine (found in the node directory) or
 ``NAME@HOST:PORT`` with ``--identity DIR`` (QUIC, as a hidden node).
+
+send, spawn and kill (one-shot or typed in the REPL) are appended to the
+audit log ``rusm top`` writes, and on a terminal they ask first (``--yes``
+skips the question). Off a terminal they run without asking, as kubectl's
+commands do, so scripts and pipes work unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,20 @@ _IDENTITY = click.option(
     "--identity", "identity_dir", type=click.Path(file_okay=False, path_type=Path),
     help="Cluster identity for a remote NAME@HOST:PORT target.",
 )
+_YES = click.option("--yes", "-y", is_flag=True,
+                    help="Do not ask for confirmation on a terminal.")
+
+
+def _identity_for(target: str, identity_dir: Path | None) -> Any:
+    """The identity, or one line that says which attach it spoiled."""
+    try:
+        return load_identity(identity_dir)
+    except click.ClickException as e:
+        from ..net.observe import parse_target
+
+        name, addr = parse_target(target)
+        where = f" at {addr[0]}:{addr[1]}" if addr else ""
+        raise click.ClickException(f"cannot attach to {name}{where}: {e.message}") from e
 
 
 def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[int]],
@@ -30,9 +49,14 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
     """Attach, run ``job(client)``, detach; exit with its status. Errors are one line."""
     from ..net.observe import AttachError, CommandError, Subscription, connect
 
+    try:
+        identity = _identity_for(target, identity_dir)
+    except AttachError as e:
+        raise click.ClickException(str(e)) from e
+
     async def main() -> int:
         client = await connect(
-            target, identity=load_identity(identity_dir),
+            target, identity=identity,
             subscription=Subscription(**subscription), reconnect=False,
         )
         try:
@@ -49,11 +73,23 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
     sys.exit(status)
 
 
-async def _command(client: Any, cmd: str, args: dict[str, Any]) -> int:
+def _mutating(target: str, identity_dir: Path | None, yes: bool, line: str, cmd: str,
+              args: dict[str, Any]) -> None:
+    """Ask (on a terminal, unless --yes), then run ``cmd`` on TARGET and audit it."""
+    from .repl import confirm, open_audit
+
+    if not yes and sys.stdin.isatty() and not confirm(f"{line} on {target}?"):
+        raise click.ClickException("cancelled")
+    audit = open_audit()
+    _run(target, identity_dir, lambda c: _command(c, cmd, args, audit, line), detail=False)
+
+
+async def _command(client: Any, cmd: str, args: dict[str, Any], audit: Any, line: str) -> int:
     from ..net.observe import CommandError
+    from .repl import mutate
 
     try:
-        value = await client.command(cmd, **args)
+        value = await mutate(client, audit, line, cmd, args)
     except CommandError as e:
         click.echo(f"error ({e.kind}): {e.message}", err=True)
         return 1
@@ -99,13 +135,15 @@ def ps_command(target: str, identity_dir: Path | None, as_json: bool, sort: str,
 @click.argument("dest")
 @click.argument("term")
 @_IDENTITY
-def send_command(target: str, dest: str, term: str, identity_dir: Path | None) -> None:
+@_YES
+def send_command(target: str, dest: str, term: str, identity_dir: Path | None,
+                 yes: bool) -> None:
     """Send TERM (a Python literal) to DEST (a pid or registered name) on TARGET."""
     from ..tui.commands import literal
 
     msg = _literal(literal, term)
-    _run(target, identity_dir, lambda c: _command(c, "send", {"dest": dest, "msg": msg}),
-         detail=False)
+    _mutating(target, identity_dir, yes, f"send {dest} {term}", "send",
+              {"dest": dest, "msg": msg})
 
 
 @cli.command("spawn")
@@ -113,14 +151,16 @@ def send_command(target: str, dest: str, term: str, identity_dir: Path | None) -
 @click.argument("factory")
 @click.argument("args", required=False, default="")
 @_IDENTITY
-def spawn_command(target: str, factory: str, args: str, identity_dir: Path | None) -> None:
+@_YES
+def spawn_command(target: str, factory: str, args: str, identity_dir: Path | None,
+                  yes: bool) -> None:
     """Start FACTORY on TARGET with ARGS (a Python literal list); prints the pid."""
     from ..tui.commands import literal
 
     value = _literal(literal, args) if args else []
     arglist = list(value) if isinstance(value, list | tuple) else [value]
-    _run(target, identity_dir,
-         lambda c: _command(c, "spawn", {"factory": factory, "args": arglist}), detail=False)
+    _mutating(target, identity_dir, yes, f"spawn {factory} {args}".rstrip(), "spawn",
+              {"factory": factory, "args": arglist})
 
 
 @cli.command("kill")
@@ -128,12 +168,15 @@ def spawn_command(target: str, factory: str, args: str, identity_dir: Path | Non
 @click.argument("pid")
 @click.argument("reason", required=False)
 @_IDENTITY
-def kill_command(target: str, pid: str, reason: str | None, identity_dir: Path | None) -> None:
+@_YES
+def kill_command(target: str, pid: str, reason: str | None, identity_dir: Path | None,
+                 yes: bool) -> None:
     """Send PID on TARGET an exit signal (default reason kill: untrappable)."""
     args: dict[str, Any] = {"pid": pid}
     if reason is not None:
         args["reason"] = reason
-    _run(target, identity_dir, lambda c: _command(c, "kill", args), detail=False)
+    line = f"kill {pid}" if reason is None else f"kill {pid} {reason}"
+    _mutating(target, identity_dir, yes, line, "kill", args)
 
 
 def _literal(parse: Callable[[str], Any], text: str) -> Any:
@@ -149,14 +192,17 @@ def _literal(parse: Callable[[str], Any], text: str) -> Any:
 @click.argument("target")
 @_IDENTITY
 @click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True)
-def attach_command(target: str, identity_dir: Path | None, interval: float) -> None:
+@_YES
+def attach_command(target: str, identity_dir: Path | None, interval: float, yes: bool) -> None:
     """A line REPL on TARGET: ps, info, send, spawn, kill, nodes... (type help).
 
     On a terminal it has history and tab completion of pids, names and
-    factories; otherwise it reads commands from stdin, one per line, and
-    exits 1 if any failed.
+    factories, and asks before send, spawn and kill (--yes: never);
+    otherwise it reads commands from stdin, one per line, and exits 1 if
+    any failed. send, spawn and kill go to $RUSM_HOME/audit.log.
     """
     from .repl import Repl
 
     tty = sys.stdin.isatty()
-    _run(target, identity_dir, lambda c: Repl(c, tty).run(), interval=interval)
+    _run(target, identity_dir, lambda c: Repl(c, tty, ask=tty and not yes).run(),
+         interval=interval)

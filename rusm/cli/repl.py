@@ -1,15 +1,23 @@
-"""The ``rusm attach`` REPL over an observe client."""
+"""The ``rusm attach`` REPL over an observe client, and what it shares with
+the one-shot ops commands: every mutating command (send, spawn, kill) is
+appended to the TUI's audit log with its outcome, and asked about first on
+a terminal (not when commands come from a pipe or a file: scripts run as
+they did, as kubectl's do)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import time
 from typing import Any
 
 import click
 
 from ..net.observe import CommandError, FeedStatus
+from ..net.observe.protocol import MUTATING
 from ..tui import commands as lang
+from ..tui.audit import AuditLog, default_audit_path
 from .table import format_table
 
 HELP = """\
@@ -66,10 +74,55 @@ def parse(line: str) -> tuple[str, dict[str, Any]]:
         raise CommandError("bad_request", str(e)) from e
 
 
+def open_audit() -> AuditLog:
+    """The audit log ``rusm top`` writes, created 0600 if it is new."""
+    audit = AuditLog(default_audit_path(), time.time)
+    # AuditLog.append creates the file with the umask's mode: create it private first.
+    try:
+        audit.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(audit.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                         0o600))
+    except OSError as e:
+        click.echo(f"cannot create the audit log {audit.path}: {e.strerror}", err=True)
+    return audit
+
+
+def _audit(audit: AuditLog, target: str, line: str, result: str) -> None:
+    try:
+        audit.append(target, line, result)
+    except OSError as e:
+        click.echo(f"cannot write the audit log {audit.path}: {e.strerror}", err=True)
+
+
+async def mutate(client: Any, audit: AuditLog, line: str, cmd: str, args: dict[str, Any]) -> Any:
+    """Run mutating command ``cmd`` on the client's node and audit it (as typed,
+    with its outcome); the node's refusal is re-raised after it is logged."""
+    assert cmd in MUTATING
+    try:
+        value = await client.command(cmd, **args)
+    except CommandError as e:
+        _audit(audit, client.target, line, f"error: {e.message}")
+        raise
+    except TimeoutError:
+        _audit(audit, client.target, line, "error: the node did not answer in time")
+        raise
+    _audit(audit, client.target, line, "ok" if value is None else f"ok {value}")
+    return value
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal; False unless the answer is yes."""
+    return click.confirm(question, default=False)
+
+
 class Repl:
-    def __init__(self, client: Any, tty: bool) -> None:
+    def __init__(self, client: Any, tty: bool, *, audit: AuditLog | None = None,
+                 ask: bool | None = None) -> None:
         self.client = client
         self.tty = tty
+        self.audit = audit or open_audit()
+        self.ask = tty if ask is None else ask
+        """Confirm each mutating command (on a terminal, unless --yes)."""
         self.failed = 0
         self.stale = True  # the subscription changed: ps waits for a fresh sample
         self.names: list[str] = []
@@ -119,12 +172,15 @@ class Repl:
                 click.echo(HELP)
             elif cmd == "ps":
                 await self._ps()
+            elif cmd in MUTATING:
+                question = f"{line.strip()} on {self.client.target}?"
+                if self.ask and not await asyncio.to_thread(confirm, question):
+                    click.echo("cancelled")
+                    return True
+                await self._answer(cmd, await mutate(
+                    self.client, self.audit, line.strip(), cmd, args))
             else:
-                value = await self.client.command(cmd, **args)
-                self.stale = True  # the node sends a fresh sample after a command
-                click.echo(_show(cmd, value))
-                if cmd == "spawn":
-                    await self._refresh_names()
+                await self._answer(cmd, await self.client.command(cmd, **args))
         except CommandError as e:
             self.failed += 1
             click.echo(f"error ({e.kind}): {e.message}")
@@ -132,6 +188,12 @@ class Repl:
             self.failed += 1
             click.echo("error (timeout): the node did not answer in time")
         return True
+
+    async def _answer(self, cmd: str, value: Any) -> None:
+        self.stale = True  # the node sends a fresh sample after a command
+        click.echo(_show(cmd, value))
+        if cmd == "spawn":
+            await self._refresh_names()
 
     async def _ps(self) -> None:
         client = self.client

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,14 @@ from rusm.actors.runtime import Runtime
 
 from .directory import NodeDirectory, NodeEntry
 from .node import ClusterConfig, ClusterNode
+from .observe.client import failure_reason
 from .observe.server import serve_attachers, serve_observe
 from .tls import Identity
 
-__all__ = ["AppError", "NodeOptions", "load_app", "loop_factory", "run_node"]
+__all__ = [
+    "AppError", "Backoff", "NodeOptions", "link_with_retry", "load_app", "loop_factory",
+    "run_node",
+]
 
 log = logging.getLogger("rusm.net.service")
 
@@ -50,6 +54,42 @@ class NodeOptions:
     app: str | None = None
     idle_timeout: float = 10.0
     home: Path | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between attempts to link to a ``--connect`` peer."""
+
+    first: float = 0.5
+    """Seconds before the second attempt."""
+    factor: float = 2.0
+    """Each delay is this many times the one before..."""
+    cap: float = 30.0
+    """...up to this many seconds."""
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.cap)
+
+
+async def link_with_retry(node: ClusterNode, addr: Address, backoff: Backoff = Backoff()) -> None:
+    """Link ``node`` to the peer at ``addr``, retrying with ``backoff`` until the
+    link is up (or the task is cancelled, as when the node stops). Each failed
+    attempt is one log line with its reason."""
+    where = f"{addr[0]}:{addr[1]}"
+    for delay in backoff.delays():
+        try:
+            remote = await node.connect(addr)
+        except (RusmError, OSError, TimeoutError) as e:
+            reason = failure_reason(e, node.config.connect_timeout)
+            log.warning("node %s: cannot connect to %s: %s; retrying in %g s",
+                        node.name, where, reason, delay)
+            await asyncio.sleep(delay)
+        else:
+            log.info("node %s: connected to %s at %s", node.name, remote.name, where)
+            return
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -125,21 +165,24 @@ async def run_node(
                     await result
             except Exception as e:
                 raise AppError(f"--app {opts.app} failed in setup: {e!r}") from e
-        for addr in opts.connect:
-            try:
-                remote = await node.connect(addr)
-                log.info("node %s: connected to %s at %s:%d", opts.name, remote.name, *addr)
-            except (RusmError, OSError, TimeoutError) as e:
-                log.error("node %s: cannot connect to %s:%d: %s", opts.name, *addr, e)
-        log.info(
-            "node %s up: cluster %s:%d, observe ws://%s:%d (token in %s), %s loop",
-            opts.name, *entry.cluster, *entry.observe, directory.path(opts.name),
-            type(asyncio.get_running_loop()).__module__.partition(".")[0],
-        )
-        if on_ready is not None:
-            on_ready(node, entry)
-        await stop.wait()
-        log.info("node %s stopping", opts.name)
+        async with asyncio.TaskGroup() as links:
+            # Peers are linked in the background: the node is up (and says so)
+            # whether or not they answer, and a peer that starts later is found.
+            keepers = [
+                links.create_task(link_with_retry(node, addr), name=f"rusm.connect:{addr}")
+                for addr in opts.connect
+            ]
+            log.info(
+                "node %s up: cluster %s:%d, observe ws://%s:%d (token in %s), %s loop",
+                opts.name, *entry.cluster, *entry.observe, directory.path(opts.name),
+                type(asyncio.get_running_loop()).__module__.partition(".")[0],
+            )
+            if on_ready is not None:
+                on_ready(node, entry)
+            await stop.wait()
+            log.info("node %s stopping", opts.name)
+            for task in keepers:
+                task.cancel()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -39,7 +39,7 @@ from ..terms import TermTooLarge, UnsendableTerm
 from ..tls import Identity
 from .protocol import CommandError, FeedStatus, Sample, Subscription, decode, encode
 
-__all__ = ["AttachError", "ObserveClient", "connect", "parse_target"]
+__all__ = ["AttachError", "ObserveClient", "connect", "failure_reason", "parse_target"]
 
 log = logging.getLogger("rusm.net.observe")
 
@@ -48,6 +48,14 @@ BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 class AttachError(RusmError):
     """Raised when a client cannot attach: no such node, refused, unreachable."""
+
+
+def failure_reason(error: BaseException, timeout: float) -> str:
+    """Why a connection attempt failed, never empty: a timeout (whose message
+    is empty) says how long nothing answered."""
+    if isinstance(error, TimeoutError) and not str(error):
+        return f"no answer within {timeout:g} s"
+    return str(error) or type(error).__name__
 
 
 def parse_target(target: str) -> tuple[str, tuple[str, int] | None]:
@@ -175,17 +183,24 @@ class _Quic(_Transport):
 
     async def open(self) -> None:
         me = self.identity.name or f"attach-{os.getpid()}"
-        self.node = await ClusterNode.bind(
-            me, Runtime(), ("127.0.0.1", 0), self.identity, hidden=True
-        )
+        where = f"cannot attach to {self.name} at {self.addr[0]}:{self.addr[1]}"
+        try:
+            self.node = await ClusterNode.bind(
+                me, Runtime(), ("127.0.0.1", 0), self.identity, hidden=True
+            )
+        except (RusmError, OSError) as e:
+            raise AttachError(f"{where}: {failure_reason(e, 0)}") from e
+        timeout = self.node.config.connect_timeout
         try:
             remote = await self.node.connect(self.addr)
-        except (ClusterError, OSError, TimeoutError) as e:
+        except (RusmError, OSError, TimeoutError) as e:
             await self.close()
-            raise AttachError(f"cannot attach to {self.name} at {self.addr}: {e}") from e
+            raise AttachError(f"{where}: {failure_reason(e, timeout)}") from e
         if remote.name != self.name:
             await self.close()
-            raise AttachError(f"the node at {self.addr} is {remote.name!r}, not {self.name!r}")
+            raise AttachError(
+                f"the node at {self.addr[0]}:{self.addr[1]} is {remote.name!r}, not {self.name!r}"
+            )
 
     async def run(self, client: ObserveClient) -> None:
         while True:
