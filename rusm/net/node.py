@@ -32,6 +32,7 @@ from rusm.actors.remote import RemoteDest
 from rusm.actors.runtime import Body, Runtime
 
 from .errors import (
+    InvalidIdentity,
     LinkRejected,
     NodeNotConnected,
     RemoteError,
@@ -169,7 +170,7 @@ class ClusterNode:
         once it listens. Under a cluster CA the identity must be this node's."""
         validate_node_name(name)
         if identity.name is not None and identity.name != name:
-            raise ValueError(
+            raise InvalidIdentity(
                 f"the identity is for node {identity.name!r}, not {name!r} "
                 f"(rusm cert issue {name} --ca CA_DIR --out DIR)"
             )

@@ -56,7 +56,8 @@ class CommandError(RusmError):
     ``kind`` is one of: ``bad_request`` (malformed or missing arguments),
     ``unknown_command``, ``no_such_process``, ``unknown_factory``,
     ``spawn_failed``, ``unsendable`` (the term cannot be sent),
-    ``not_connected`` (the node is gone), ``timeout``.
+    ``not_connected`` (the node is gone), ``timeout``, ``protected`` (one of
+    the node's own processes, which an observer may not kill).
     """
 
     def __init__(self, kind: str, message: str) -> None:
