@@ -20,8 +20,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.test_node_cli import (  # noqa: F401 - fixtures
     APP,
     CLI_TIMEOUT,

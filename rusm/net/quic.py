@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,21 @@ CRYPTO_ERROR = 0x100
 """QUIC's CRYPTO_ERROR: a TLS alert closes a connection with 0x100 + the alert."""
 DATAGRAM_MAX_SIZE = 65536
 """Receive buffer per datagram; stock asyncio allocates 256 KiB per datagram."""
+
+
+_REPEAT_AFTER = 60.0
+_said: dict[Any, float] = {}
+
+
+def _first_in_a_while(key: Any) -> bool:
+    """Whether ``key`` was not seen in the last minute (and note it now): a
+    peer that keeps retrying with the same refusal gets one warning a minute."""
+    now = time.monotonic()
+    if len(_said) > 1024:
+        _said.clear()
+    last = _said.get(key)
+    _said[key] = now
+    return last is None or now - last > _REPEAT_AFTER
 
 
 def tune_transport(transport: Any) -> None:
@@ -259,9 +275,13 @@ class QuicLink(QuicConnectionProtocol):
             and not refused_here(self._quic)
         ):
             # The connecting peer refused this node in the handshake: the one
-            # line this side says about it (the peer's connect() says the rest).
-            log.warning("link %s refused by the peer in the TLS handshake: %s",
-                        self._describe(), reason or f"TLS alert {code - CRYPTO_ERROR}")
+            # line this side says about it (the peer's connect() says the rest),
+            # once a minute for a peer that retries.
+            said = reason or f"TLS alert {code - CRYPTO_ERROR}"
+            host = self.remote[0] if self.remote else None
+            level = logging.WARNING if _first_in_a_while((host, said)) else logging.DEBUG
+            log.log(level, "link %s refused by the peer in the TLS handshake: %s",
+                    self._describe(), said)
         self._dead = True
         self.close_code, self.close_reason = code, reason
         for timer in (self._hello_timer, self._keepalive_timer):

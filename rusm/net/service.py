@@ -77,15 +77,20 @@ class Backoff:
 async def link_with_retry(node: ClusterNode, addr: Address, backoff: Backoff = Backoff()) -> None:
     """Link ``node`` to the peer at ``addr``, retrying with ``backoff`` until the
     link is up (or the task is cancelled, as when the node stops). Each failed
-    attempt is one log line with its reason."""
+    attempt is a log line with its reason: a warning when the reason is new,
+    debug when it repeats the last one (a peer refusing us every few seconds
+    says so once, not once a retry)."""
     where = f"{addr[0]}:{addr[1]}"
+    said = ""
     for delay in backoff.delays():
         try:
             remote = await node.connect(addr)
         except (RusmError, OSError, TimeoutError) as e:
             reason = failure_reason(e, node.config.connect_timeout)
-            log.warning("node %s: cannot connect to %s: %s; retrying in %g s",
-                        node.name, where, reason, delay)
+            level = logging.DEBUG if reason == said else logging.WARNING
+            said = reason
+            log.log(level, "node %s: cannot connect to %s: %s; retrying in %g s",
+                    node.name, where, reason, delay)
             await asyncio.sleep(delay)
         else:
             log.info("node %s: connected to %s at %s", node.name, remote.name, where)
