@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
@@ -163,7 +166,7 @@ async def test_slash_filters_on_the_node_and_the_table_shows_the_matches(audit: 
     async with top(feed, audit).run_test() as pilot:
         app = await started(pilot, feed)
         await pilot.press("slash", *"cons", "enter")
-        await until(pilot, lambda: feed.subscribed == [{"filter": "cons"}])
+        await until(pilot, lambda: feed.subscribed[-1:] == [{"filter": "cons"}])
         await drained(pilot, feed)
         assert shown_pids(app) == ["<london.3>"]
         assert "filter 'cons': 1 match" in str(app.main.query_one("#status-line").render())
@@ -522,3 +525,98 @@ async def test_q_quits_and_closes_the_feed(audit: Path) -> None:
         await pilot.pause()
         assert not pilot.app.is_running
     assert feed.closed
+
+
+async def test_quitting_as_the_command_line_opens_leaves_no_coroutine_unawaited(
+    audit: Path,
+) -> None:
+    feed = FakeFeed(london_samples(1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with top(feed, audit).run_test() as pilot:
+            app = await started(pilot, feed)
+            app.action_command()  # asks the node for names in a worker...
+            app.exit()  # ...that never starts
+        gc.collect()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+
+
+async def test_a_pasted_colon_command_lands_in_the_command_line(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        app.main.table.post_message(events.Paste(":q"))
+        await until(pilot, lambda: app.main.pane.is_open)
+        assert app.main.pane.input.value == "q" and app.is_running
+
+
+async def test_info_and_kill_take_a_registered_name(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={
+        "info": lambda pid: info_of(pid), "kill": "<london.3>",
+    })
+    async with top(feed, audit).run_test(size=(100, 30)) as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "info consumer")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen)
+                    and app.screen.info is not None)
+        assert isinstance(app.screen, ProcessScreen) and app.screen.pid == "<london.3>"
+        await pilot.press("escape")
+        await run_line(pilot, "kill jobs")  # consumer's second name
+        await until(pilot, lambda: isinstance(app.screen, ConfirmKill))
+        assert isinstance(app.screen, ConfirmKill) and app.screen.pid == "<london.3>"
+        await pilot.press("y")
+        await until(pilot, lambda: ("kill", {"pid": "<london.3>"}) in ran(feed))
+
+
+async def test_a_name_nobody_registered_is_said_at_once(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1), answers={"info": lambda pid: info_of(pid)})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "info nobody")
+        await until(pilot, lambda: "nobody" in message(app))
+        assert message(app) == "no process is registered as 'nobody' on london"
+        assert isinstance(app.screen, MainScreen) and ran(feed) == []
+
+
+async def test_kill_of_a_pid_that_does_not_exist_says_so_without_asking(audit: Path) -> None:
+    gone = CommandError("no_such_process", "no process <london.999> on london")
+    feed = FakeFeed(london_samples(1), answers={"info": gone})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "kill <london.999>")
+        await until(pilot, lambda: "london.999" in message(app))
+        assert message(app) == "kill: no process <london.999> on london"
+        assert isinstance(app.screen, MainScreen)
+        assert ran(feed) == [("info", {"pid": "<london.999>"})]
+        assert audit_lines(audit) == []
+
+
+async def test_the_filter_applies_as_it_is_typed_and_escape_clears_it(audit: Path) -> None:
+    feed = FakeFeed(london_samples(2))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("slash", *"cons")  # no enter
+        await until(pilot, lambda: app.view.filter == "cons")
+        await drained(pilot, feed)
+        assert shown_pids(app) == ["<london.3>"]
+        assert app.main.pane.is_open
+        await pilot.press("escape")
+        await until(pilot, lambda: app.view.filter == "")
+        await drained(pilot, feed)
+        assert not app.main.pane.is_open
+        assert len(shown_pids(app)) > 1
+
+
+async def test_a_term_no_node_could_be_sent_is_refused_in_words_and_nothing_is_sent(
+    audit: Path,
+) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "send tally {1, 2}")
+        await until(pilot, lambda: "set" in message(app))
+        assert message(app) == "a set cannot be sent; use a list or a tuple"
+        await run_line(pilot, "send slow hello")
+        await until(pilot, lambda: "hello" in message(app))
+        assert message(app).endswith("hello is not a value; a string needs quotes: 'hello'")
+        assert ran(feed) == [] and audit_lines(audit) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rusm.net.observe.protocol import CommandError
 from rusm.tui.commands import (
     CommandLineError,
     Detail,
@@ -61,6 +62,8 @@ def test_a_command_line_parses_to_its_command(line: str, command: object) -> Non
     ("sort colour", "usage: sort KEY; keys: mailbox, received"),
     ("node a b", "usage: node NAME"),
     ("help me", "usage: help"),
+    ("send slow hello", "hello is not a value; a string needs quotes: 'hello'"),
+    ("send x __import__('os').system('true')", "is a call; only literals can be sent"),
 ])
 def test_a_bad_command_line_says_what_to_type(line: str, error: str) -> None:
     with pytest.raises(CommandLineError) as e:
@@ -90,5 +93,44 @@ def test_completion_offers_commands_then_what_each_takes() -> None:
     assert c.suggest("sort re") == "sort received"
     assert c.suggest("node to") == "node tokyo"
     assert c.suggest("send consumer {'a'") is None
-    assert c.suggest("kill ") is None
     assert c.suggest("spawn") is None
+    assert c.suggest("") is None
+
+
+def test_completion_knows_what_each_command_takes_before_a_letter_is_typed() -> None:
+    c = Completions()
+    c.pids = ["<london.3>"]
+    c.names = ["consumer"]
+    c.factories = ["worker"]
+    assert c.suggest("spawn ") == "spawn worker"
+    assert c.suggest("kill ") == "kill consumer"
+    assert c.suggest("info ") == "info consumer"
+    assert c.suggest("kill <") == "kill <london.3>"
+    assert c.suggest("sort ") == "sort mailbox"
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ("send tally {1, 2}", "a set cannot be sent; use a list or a tuple"),
+    ("send tally {'a': [1, {2}]}", "a set cannot be sent (at ['a'][1]); use a list or a tuple"),
+    ("spawn worker {1}", "a set cannot be sent; use a list or a tuple"),
+])
+def test_a_term_no_node_could_be_sent_says_what_and_where_in_what_was_typed(
+    line: str, error: str,
+) -> None:
+    with pytest.raises(CommandError) as e:
+        parse(line)
+    assert (e.value.kind, e.value.message) == ("unsendable", error)
+
+
+@pytest.mark.parametrize("line", ["send slow hello", "send tally {1, 2}", "kill", "sort colour"])
+def test_top_and_attach_say_the_same_for_the_same_bad_line(line: str) -> None:
+    from rusm.cli.repl import parse as attach_parse
+
+    with pytest.raises((CommandLineError, CommandError)) as top_error:
+        parse(line)
+    said = top_error.value.message if isinstance(top_error.value, CommandError) else str(
+        top_error.value)
+    with pytest.raises(CommandError) as attach_error:
+        attach_parse(line)
+    assert attach_error.value.message == said
+    assert "ast." not in said and "['args']" not in said

@@ -182,3 +182,59 @@ def test_rusm_top_in_a_real_terminal_shows_the_nodes_processes_and_obeys_keys(
             time.sleep(0.1)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+class Terminal:
+    """``rusm top`` in a tmux session: send keys, wait for the screen to show a text."""
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+
+    def screen(self) -> str:
+        return _tmux("capture-pane", "-p", "-t", self.session)
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        _tmux("send-keys", "-t", self.session, *(["-l"] if literal else []), *keys)
+
+    def wait_for(self, text: str, *, gone: bool = False) -> str:
+        deadline = time.monotonic() + WAIT
+        while (text in (screen := self.screen())) == gone:
+            what = "stayed" if gone else "never showed"
+            assert time.monotonic() < deadline, f"{text!r} {what}:\n{screen}"
+            time.sleep(0.1)
+        return screen
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed on this machine")
+def test_everything_typed_after_colon_in_one_burst_goes_to_the_command_line(
+    node_process: tuple[dict[str, str], str],
+) -> None:
+    env, name = node_process
+    session = f"rusm-top-{uuid.uuid4().hex[:8]}"
+    _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+          f"RUSM_HOME={env['RUSM_HOME']} {_rusm()} top {name} --interval 0.2")
+    term = Terminal(session)
+    try:
+        term.wait_for("ledger")
+        term.wait_for("sort mailbox")
+        term.keys(":sort pid", literal=True)  # one write: as fast as a terminal sends keys
+        screen = term.wait_for("sort pid")
+        assert "sort mailbox" in screen, "s changed the sort instead of being typed"
+        assert "PAUSED" not in screen and "detail is off" not in screen
+        term.keys("Enter")
+        screen = term.wait_for("sort pid ▲")
+        assert "PAUSED" not in screen and "detail is off" not in screen
+        term.keys("Enter")  # an empty line closes the command line
+        term.wait_for("help lists them", gone=True)
+
+        term.keys(":q", literal=True)  # pasted: q is text, not quit
+        term.keys("BSpace")
+        term.wait_for("help lists them")  # still running, the command line open and empty
+        term.keys("C-c")
+        deadline = time.monotonic() + WAIT
+        while subprocess.run(["tmux", "has-session", "-t", session],
+                             capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "ctrl+c did not quit"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -143,6 +143,9 @@ class TopApp(App[None]):
     @work(group="subscribe", exit_on_error=False)
     async def subscribe(self, **changes: Any) -> None:
         """Change the subscription; the outcome goes to the message line."""
+        await self._subscribe(**changes)
+
+    async def _subscribe(self, **changes: Any) -> None:
         try:
             await self.feed.subscribe(**changes)
         except Exception as e:
@@ -189,7 +192,17 @@ class TopApp(App[None]):
         self.shell.refresh_names()
 
     def action_filter(self) -> None:
-        self._main.pane.open(f"filter {self.view.filter}", one_shot=True)
+        self._main.pane.open(f"filter {self.view.filter}", live_filter=True)
+
+    @on(CommandPane.Filtering)
+    def _filtering(self, event: CommandPane.Filtering) -> None:
+        if event.text != self.view.filter:
+            self._filter_now(event.text)
+
+    @work(exclusive=True, group="filter", exit_on_error=False)
+    async def _filter_now(self, text: str) -> None:
+        # Exclusive: while typing, only the latest text matters.
+        await self._subscribe(filter=text)
 
     def action_cluster(self) -> None:
         self.push_screen(ClusterScreen(self.shell.nodes, self.model, self.target))

@@ -11,7 +11,8 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from rusm.net.observe.protocol import SORT_KEYS
+from rusm.net.observe.protocol import SORT_KEYS, CommandError
+from rusm.net.terms import TermTooLarge, UnsendableTerm, encode_term
 
 __all__ = [
     "USAGE",
@@ -26,8 +27,11 @@ __all__ = [
     "Send",
     "Sort",
     "Spawn",
+    "literal",
     "parse",
+    "sendable",
     "split_literals",
+    "term",
 ]
 
 
@@ -101,12 +105,53 @@ VERBS = tuple(USAGE)
 
 
 def literal(text: str) -> Any:
-    """One Python literal; raises CommandLineError saying what is wrong."""
+    """One Python literal; raises CommandLineError saying what is wrong, in
+    the words of the one who typed it (never an ``ast`` object)."""
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
-        detail = e.msg if isinstance(e, SyntaxError) else str(e)
-        raise CommandLineError(f"cannot read {text!r} as a Python literal: {detail}") from e
+        tree = ast.parse(text.strip(), mode="eval")
+        return ast.literal_eval(tree)
+    except SyntaxError as e:
+        raise CommandLineError(f"cannot read {text!r} as a Python literal: {e.msg}") from e
+    except (ValueError, TypeError, MemoryError, RecursionError) as e:
+        raise CommandLineError(f"cannot read {text!r} as a Python literal: {_why(tree)}") from e
+
+
+def _why(tree: ast.Expression) -> str:
+    """What in ``tree`` is not a literal, said for a person."""
+    for node in ast.walk(tree.body):
+        if isinstance(node, ast.Name):
+            return f"{node.id} is not a value; a string needs quotes: {node.id!r}"
+        if isinstance(node, ast.Call):
+            return f"{ast.unparse(node)} is a call; only literals can be sent"
+        if isinstance(node, ast.Attribute | ast.Subscript | ast.Lambda | ast.JoinedStr):
+            return f"{ast.unparse(node)} is not a literal"
+    return ("only literals: numbers, 'strings', b'bytes', True, False, None, "
+            "and lists, tuples and dicts of them")
+
+
+def term(text: str) -> Any:
+    """A literal that can be sent to a process; raises CommandLineError, or
+    CommandError("unsendable") for a literal no node could be sent."""
+    value = literal(text)
+    sendable(value)
+    return value
+
+
+def sendable(value: Any) -> None:
+    """Raise CommandError("unsendable") if ``value`` cannot cross the wire (the
+    same kind a node answers), saying where in what was typed (``[1]['k']``),
+    with no path of the protocol around it."""
+    try:
+        encode_term(value)
+    except UnsendableTerm as e:
+        message = str(e).removeprefix("cannot send ")
+        what, _, where = message.partition(" (at ")
+        where = where.rstrip(")")
+        hint = "; use a list or a tuple" if what in ("a set", "a frozenset") else ""
+        place = "" if where == "the top level" else f" (at {where})"
+        raise CommandError("unsendable", f"{what} cannot be sent{place}{hint}") from e
+    except TermTooLarge as e:
+        raise CommandError("unsendable", str(e)) from e
 
 
 def split_literals(text: str) -> list[str]:
@@ -144,7 +189,8 @@ def split_literals(text: str) -> list[str]:
 
 
 def parse(line: str) -> Command:
-    """The command a line asks for; raises CommandLineError with its usage."""
+    """The command a line asks for; raises CommandLineError with its usage,
+    or CommandError("unsendable") (see :func:`term`)."""
     verb, _, rest = line.strip().partition(" ")
     rest = rest.strip()
     if verb not in USAGE:
@@ -152,10 +198,10 @@ def parse(line: str) -> Command:
     usage = "usage: " + USAGE[verb]
     match verb:
         case "send":
-            dest, _, term = rest.partition(" ")
-            if not dest or not term.strip():
+            dest, _, text = rest.partition(" ")
+            if not dest or not text.strip():
                 raise CommandLineError(usage)
-            return Send(dest, literal(term.strip()))
+            return Send(dest, term(text.strip()))
         case "spawn":
             factory, _, args = rest.partition(" ")
             if not factory:
@@ -191,7 +237,7 @@ def parse(line: str) -> Command:
 def _reason(text: str) -> Any:
     """A literal, or a bare word taken as text: ``kill <n.3> shutdown``."""
     try:
-        return literal(text)
+        return term(text)
     except CommandLineError:
         if text.isidentifier():
             return text
@@ -203,6 +249,6 @@ def _spawn_args(text: str) -> list[Any]:
         return []
     parts = split_literals(text)
     if len(parts) == 1:
-        value = literal(parts[0])
+        value = term(parts[0])
         return list(value) if isinstance(value, list | tuple) else [value]
-    return [literal(p) for p in parts]
+    return [term(p) for p in parts]

@@ -29,10 +29,8 @@ class Completions:
         if position != 1:
             return ()
         match verb:
-            case "send":
+            case "send" | "kill" | "info":
                 return (*self.names, *self.pids)
-            case "kill" | "info":
-                return self.pids
             case "spawn":
                 return self.factories
             case "detail":
@@ -46,8 +44,9 @@ class Completions:
     def suggest(self, value: str) -> str | None:
         """``value`` with its last word completed, or None."""
         head, _, last = value.rpartition(" ")
-        if not last:
-            return None
+        if not last and not head.strip():
+            return None  # nothing typed yet: no verb is more likely than another
+        # After "kill " (an empty last word) the first thing that fits is offered.
         for word in self.candidates(head.split()):
             if word.startswith(last) and word != last:
                 return f"{head} {word}" if head else word

@@ -28,6 +28,8 @@ from rusm.tui.screens.confirm import ConfirmKill
 from rusm.tui.screens.process import describe_error
 
 if TYPE_CHECKING:
+    from textual.worker import WorkType
+
     from rusm.tui.app import TopApp
     from rusm.tui.audit import AuditLog
 
@@ -52,15 +54,22 @@ class Shell:
         except CommandLineError as e:
             app.say(str(e), error=True)
             return
+        except CommandError as e:  # a term no node could be sent: nothing is sent
+            app.say(e.message, error=True)
+            return
         match command:
             case Send(dest, msg):
                 await self.mutate(line, "send", dest=dest, msg=msg)
             case Spawn(factory, args):
                 await self.mutate(line, "spawn", factory=factory, args=args)
-            case Kill(pid, reason):
-                self.confirm_kill(pid, reason, line)
-            case Info(pid):
-                app.open_process(pid)
+            case Kill(target, reason):
+                pid = await self.resolve(target)
+                if pid is not None and await self.exists(pid, "kill"):
+                    self.confirm_kill(pid, reason, line)
+            case Info(target):
+                pid = await self.resolve(target)
+                if pid is not None:
+                    app.open_process(pid)
             case Detail(on):
                 app.subscribe(detail=on)
             case Sort(key):
@@ -72,10 +81,45 @@ class Shell:
             case Help():
                 app.action_help()
 
+    @property
+    def node(self) -> str:
+        return self.app.model.sample.node if self.app.model.sample else self.app.target
+
+    async def resolve(self, target: str) -> str | None:
+        """The pid ``target`` names: a pid as written, or a registered name
+        (local, then global) of a process the table shows. None, said on the
+        message line, when there is none."""
+        if target.startswith("<"):
+            return target
+        sample = self.app.model.sample
+        rows = sample.rows if sample is not None else ()
+        # The node lists its local names before its global ones in a row.
+        for row in rows:
+            if target in row.names:
+                return row.pid
+        if target in self.app.completions.names:
+            self.app.say(f"{target!r} is registered on {self.node} but not among the rows "
+                         f"shown: filter for it (/{target}) or give its pid", error=True)
+        else:
+            self.app.say(f"no process is registered as {target!r} on {self.node}", error=True)
+        return None
+
+    async def exists(self, pid: str, verb: str) -> bool:
+        """Whether ``pid`` is alive (shown in the table, or known to the node);
+        if not, say so."""
+        if self.app.main.table.row_of(pid) is not None:
+            return True
+        try:
+            await self.info(pid)
+        except Exception as e:
+            self.app.say(f"{verb}: {describe_error(e)}", error=True)
+            return False
+        return True
+
     def confirm_kill(self, pid: str, reason: Any, line: str) -> None:
         """Ask first; kill ``pid`` only on yes."""
         row = self.app.main.table.row_of(pid)
-        node = self.app.model.sample.node if self.app.model.sample else self.app.target
+        node = self.node
         shown = "kill (the default)" if reason is None else repr(reason)
 
         def answered(kill: bool | None) -> None:
@@ -128,7 +172,10 @@ class Shell:
 
     def refresh_names(self) -> None:
         """Fetch registered names and factories for completion (in a worker)."""
-        self.app.run_worker(self._names(), group="names", exclusive=True, exit_on_error=False)
+        # The function, not a coroutine made now: one the app never starts (it
+        # quit first) would be "never awaited".
+        names: WorkType[None] = self._names
+        self.app.run_worker(names, group="names", exclusive=True, exit_on_error=False)
 
     async def _names(self) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -27,8 +27,10 @@ class MainScreen(Screen[None]):
     BINDINGS = [
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "app.help", "Help", key_display="?"),
-        Binding("colon", "app.command", "Command", key_display=":"),
-        Binding("slash", "app.filter", "Filter", key_display="/"),
+        # Priority: the app acts on them as it reads them, before it routes the
+        # next key, so a burst typed after ":" lands in the command line.
+        Binding("colon", "app.command", "Command", key_display=":", priority=True),
+        Binding("slash", "app.filter", "Filter", key_display="/", priority=True),
         Binding("s", "app.sort(1)", "Sort"),
         Binding("S", "app.sort(-1)", "Sort back", show=False),
         Binding("d", "app.toggle_detail", "Detail"),
@@ -120,6 +122,12 @@ class MainScreen(Screen[None]):
         # Redraw the selected-process chart for the row the cursor is on now.
         if self.model is not None:
             self.query_one(Charts).show(self.model, event.pid)
+
+    def on_paste(self, event: events.Paste) -> None:
+        # A pasted ":cmd" (bracketed paste) goes to the command line as text.
+        if event.text.startswith(":") and not self.pane.is_open:
+            event.stop()
+            self.pane.open(event.text[1:].partition("\n")[0])
 
     @on(CommandPane.Closed)
     def _pane_closed(self) -> None:

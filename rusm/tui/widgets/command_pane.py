@@ -74,10 +74,19 @@ class CommandPane(Vertical):
     class Closed(Message):
         """The command line closed (run or dismissed): focus may go back."""
 
+    class Filtering(Message):
+        """The filter line (``/``) changed, or was dismissed (text ""): apply it now."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
     def __init__(self, completions: Completions, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.completions = completions
         self.one_shot = False
+        self.live_filter = False
+        """Opened by ``/``: the filter applies as it is typed; escape clears it."""
 
     def compose(self) -> ComposeResult:
         yield CommandInput(self.completions, id="command-input")
@@ -91,16 +100,21 @@ class CommandPane(Vertical):
     def is_open(self) -> bool:
         return self.has_class("-open")
 
-    def open(self, text: str = "", *, one_shot: bool = False) -> None:
+    def open(self, text: str = "", *, one_shot: bool = False, live_filter: bool = False) -> None:
         """Open the command line with ``text`` in it. It stays open for the
-        next command (escape closes it), or closes after one when ``one_shot``."""
-        self.one_shot = one_shot
+        next command (escape closes it), or closes after one when ``one_shot``.
+        With ``live_filter`` it posts :class:`Filtering` as ``filter TEXT`` is edited."""
+        self.one_shot = one_shot or live_filter
+        self.live_filter = live_filter
         self.add_class("-open")
         self.input.value = text
         self.input.cursor_position = len(text)
-        self.input.focus()
+        # Focus now, not a tick later as ``focus()`` does: the app routes the
+        # very next key to the focused widget.
+        self.screen.set_focus(self.input)
 
     def close(self) -> None:
+        self.live_filter = False
         self.remove_class("-open")
         self.post_message(self.Closed())
 
@@ -125,8 +139,17 @@ class CommandPane(Vertical):
         if line:
             self.post_message(self.Entered(line))
 
+    @on(Input.Changed, "#command-input")
+    def _changed(self, event: Input.Changed) -> None:
+        verb, space, text = event.value.partition(" ")
+        if self.live_filter and verb == "filter" and (space or not text):
+            self.post_message(self.Filtering(text.strip()))
+
     @on(CommandInput.Dismissed)
     def _dismissed(self, event: CommandInput.Dismissed) -> None:
         event.stop()
+        if self.live_filter:
+            self.post_message(self.Filtering(""))
+        self.live_filter = False  # before the value changes: clearing it is no filter to apply
         self.input.value = ""
         self.close()
