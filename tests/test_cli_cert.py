@@ -9,7 +9,16 @@ import pytest
 from click.testing import CliRunner, Result
 
 from rusm.cli import cli
-from rusm.net.tls import ClusterCa, Identity, verify_peer
+from rusm.cli.cert import cert_issue_command
+from rusm.net.tls import (
+    ROLE_NODE,
+    ROLE_OBSERVER,
+    ROLES,
+    ClusterCa,
+    Identity,
+    PeerRejected,
+    verify_peer,
+)
 
 
 def rusm(*args: str | Path) -> Result:
@@ -103,3 +112,28 @@ def test_cert_identity_refuses_to_overwrite_without_force(tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert "pass --force" in result.output
     succeeds("cert", "identity", tmp_path, "--force")
+
+
+def test_cert_issue_role_observer_issues_a_read_only_certificate(tmp_path: Path) -> None:
+    succeeds("cert", "ca", tmp_path / "ca")
+    out = succeeds("cert", "issue", "ops", "--role", "observer",
+                   "--ca", tmp_path / "ca", "--out", tmp_path / "ops")
+    assert "read-only observer identity 'ops'" in out
+    assert f"rusm top NODE@HOST:PORT --identity {tmp_path / 'ops'}" in out
+    succeeds("cert", "issue", "london", "--ca", tmp_path / "ca", "--out", tmp_path / "ldn")
+    ops, london = Identity.load(tmp_path / "ops"), Identity.load(tmp_path / "ldn")
+    assert (ops.name, ops.role) == ("ops", ROLE_OBSERVER)
+    assert london.role == ROLE_NODE, "the default role is node"
+    assert verify_peer(london, list(ops.chain), "ops", hidden=True) == ROLE_OBSERVER
+    with pytest.raises(PeerRejected, match="observer"):
+        verify_peer(london, list(ops.chain), "ops", hidden=False)
+
+
+def test_cert_issue_offers_exactly_the_roles_the_node_knows(tmp_path: Path) -> None:
+    succeeds("cert", "ca", tmp_path / "ca")
+    result = rusm("cert", "issue", "ops", "--role", "admin",
+                  "--ca", tmp_path / "ca", "--out", tmp_path / "ops")
+    assert result.exit_code == 2 and "'node', 'observer'" in result.output
+    assert not (tmp_path / "ops").exists()
+    option = next(p for p in cert_issue_command.params if p.name == "role")
+    assert tuple(option.type.choices) == ROLES  # type: ignore[attr-defined]

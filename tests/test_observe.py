@@ -288,16 +288,22 @@ EXPECTED_ORDER: dict[str, Callable[[ProcessInfo], Any]] = {
     "sent": lambda i: -i.sent,
     "links": lambda i: -len(i.links),
     "monitors": lambda i: -(len(i.monitors) + len(i.monitored_by)),
-    "pid": lambda i: 0,
-    "label": lambda i: i.label or "",
+    "pid": lambda i: i.pid.serial,
+    "label": lambda i: (not i.label, (i.label or "").lower()),
+    "status": lambda i: i.status,
+    "names": lambda i: (not i.names, ", ".join(i.names).lower()),
     "age": lambda i: i.spawned_at,
 }
-"""What each sort key means (docs: numeric largest first, pid and label
-ascending, age oldest first); ties in pid order."""
+"""What each sort key means (docs: numeric largest first, text ascending with
+no text last, age oldest first); ties in pid order."""
 
 
-def expected_top(infos: list[ProcessInfo], key: str, limit: int) -> list[str]:
-    ranked = sorted(infos, key=lambda i: (EXPECTED_ORDER[key](i), i.pid.serial))
+def expected_top(
+    infos: list[ProcessInfo], key: str, limit: int, reverse: bool = False
+) -> list[str]:
+    """Reversed: the order is reversed, ties stay in pid order."""
+    ranked = sorted(infos, key=lambda i: i.pid.serial)
+    ranked.sort(key=EXPECTED_ORDER[key], reverse=reverse)
     return [str(i.pid) for i in ranked[:limit]]
 
 
@@ -356,6 +362,65 @@ async def test_rows_are_the_top_n_by_each_sort_key_selected_by_the_node(
     assert [r.pid for r in s.rows] == expected_top(infos, key, 3)
     assert s.matched == len(infos)
     assert s.omitted == len(infos) - 3
+
+
+@pytest.mark.parametrize("key", SORT_KEYS)
+async def test_a_reversed_sort_shows_the_last_of_all_rows_not_of_the_first_n(
+    site: Site, key: str
+) -> None:
+    pop = Population(site.rt)
+    await pop.ready()
+    client = await site.client()
+    await client.subscribe(sort=key, reverse=True, limit=3)
+    s = await sample_where(client, lambda s: s.sort == key and s.reverse and len(s.rows) == 3)
+    infos = pop.infos()
+    if key == "age":  # processes spawned in the same millisecond tie: check the ages
+        ages = [r.age for r in s.rows]
+        youngest = max(i.spawned_at for i in infos)
+        assert ages == sorted(ages) and abs(ages[0] - (s.time - youngest)) < 0.01
+        return
+    assert [r.pid for r in s.rows] == expected_top(infos, key, 3, reverse=True)
+    assert expected_top(infos, key, 3, reverse=True) != expected_top(infos, key, 3)
+    assert s.matched == len(infos) and s.omitted == len(infos) - 3
+
+
+def at(offset: int) -> Callable[[Sample], bool]:
+    return lambda s: s.offset == offset and s.sort == "pid"
+
+
+async def test_an_offset_pages_through_every_process_and_the_sample_says_where(
+    site: Site,
+) -> None:
+    pop = Population(site.rt)
+    await pop.ready()
+    infos = pop.infos()
+    every = expected_top(infos, "pid", len(infos))
+    client = await site.client()
+    seen: list[str] = []
+    for offset in range(0, len(every), 2):
+        await client.subscribe(sort="pid", offset=offset, limit=2)
+        s = await sample_where(client, at(offset))
+        assert s.matched == len(every) and s.omitted == len(every) - len(s.rows)
+        seen += [r.pid for r in s.rows]
+    assert seen == every
+    with pytest.raises(CommandError) as e:
+        await client.subscribe(offset=-1)
+    assert e.value.kind == "bad_request"
+
+
+async def test_a_filter_with_a_leading_bang_shows_the_rows_that_do_not_match(
+    site: Site,
+) -> None:
+    pop = Population(site.rt)
+    await pop.ready()
+    total = len(pop.infos())
+    client = await site.client()
+    await client.subscribe(filter="!ALPHA", limit=1000)
+    s = await sample_where(client, lambda s: s.matched == total - 1)
+    assert str(pop.alpha) not in [r.pid for r in s.rows]
+    assert len(s.rows) == total - 1 and s.omitted == 0
+    await client.subscribe(filter="!")  # nothing to negate: every row
+    s = await sample_where(client, lambda s: s.matched == total)
 
 
 async def test_the_sort_keys_give_different_orders_so_each_key_is_really_tested(
@@ -489,6 +554,25 @@ async def test_history_comes_with_the_first_sample_and_again_after_a_resubscribe
     assert h.mailbox[-1] == 3
     series = h.rows[str(hold)]  # tracked since the first client showed it
     assert len(series) >= 2 and series[0] == 0 and series[-1] == 3
+
+
+async def test_a_sample_names_the_shown_processes_that_exited_not_those_that_left_the_page(
+    site: Site,
+) -> None:
+    rt = site.rt
+    hold = rt.spawn(hoarder, label="hoarder")
+    quiet = rt.spawn(hoarder, label="quiet")
+    rt.send(hold, "x")
+    client = await site.client(interval=0.1)
+    await client.subscribe(limit=1000)
+    await sample_where(client, lambda s: {str(hold), str(quiet)} <= {r.pid for r in s.rows})
+    await client.subscribe(filter="hoarder")  # quiet leaves the page, still alive
+    s = await sample_where(client, lambda s: [r.pid for r in s.rows] == [str(hold)])
+    assert s.exited == ()
+    rt.exit(hold, "kill")
+    s = await sample_where(client, lambda s: not s.rows)
+    assert s.exited == (str(hold),)
+    await sample_where(client, lambda s: not s.exited, "a sample after the exit is reported")
 
 
 # -- commands ------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,17 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList
 
 from rusm.actors.errors import RusmError
-from rusm.net.observe.protocol import CommandError, FeedStatus, Sample
+from rusm.net.observe.protocol import SORT_KEYS, CommandError, FeedStatus, Sample
 from rusm.tui.app import TopApp, make_app
-from rusm.tui.feeds import read_recording
+from rusm.tui.feeds import ReplayFeed, read_recording
 from rusm.tui.screens.cluster import ClusterScreen
 from rusm.tui.screens.confirm import ConfirmKill
 from rusm.tui.screens.help import HelpScreen
 from rusm.tui.screens.main import MainScreen
 from rusm.tui.screens.process import ProcessScreen
-from rusm.tui.widgets.table import ProcessTable
+from rusm.tui.widgets.table import COLUMNS, ProcessTable
 
-from .tui_helpers import FakeFeed, drained, info_of, london_samples, until
+from .tui_helpers import LONDON, FakeFeed, drained, info_of, london_samples, until
 
 CLOCK = 1_700_003_600.0
 CLOCK_ISO = "2023-11-14T23:13:20+00:00"
@@ -57,6 +58,14 @@ def ran(feed: FakeFeed) -> list[tuple[str, dict[str, Any]]]:
     return [c for c in feed.commands if c[0] != "names"]
 
 
+def subscribed_more(feed: FakeFeed, before: int) -> Callable[[], bool]:
+    return lambda: len(feed.subscribed) > before
+
+
+def status_line(app: TopApp) -> str:
+    return str(app.main.query_one("#status-line").render())
+
+
 def message(app: TopApp) -> str:
     return app.main.pane.message
 
@@ -79,7 +88,7 @@ async def started(pilot: Pilot[Any], feed: FakeFeed) -> TopApp:
     return app
 
 
-async def test_the_table_shows_the_nodes_rows_in_its_order_and_how_many_it_left_out(
+async def test_the_table_shows_the_nodes_rows_in_its_order_and_which_of_how_many(
     audit: Path,
 ) -> None:
     samples = london_samples(3)
@@ -88,7 +97,9 @@ async def test_the_table_shows_the_nodes_rows_in_its_order_and_how_many_it_left_
         app = await started(pilot, feed)
         assert shown_pids(app) == [r.pid for r in samples[-1].rows]
         status = str(app.main.query_one("#status-line").render())
-        assert f"{samples[-1].omitted:,} more not shown" in status
+        last = samples[-1]
+        assert f"rows 1-{len(last.rows)} of {last.matched:,}" in status
+        assert "not shown" not in status
         assert "london" in str(app.main.query_one("#header").render())
 
 
@@ -98,20 +109,26 @@ async def test_rows_are_updated_in_place_and_only_changed_rows_are_redrawn(
     first = london_samples(1)[0]
     # The same moment again (the charts do not move), then one counter changes.
     same = replace(first, seq=2, history=None)
-    bumped = replace(same, seq=3, rows=(
+    again = replace(first, seq=3, history=None)
+    bumped = replace(same, seq=4, rows=(
         replace(first.rows[3], received=first.rows[3].received + 1),
         *first.rows[:3], *first.rows[4:],
     ))
     feed = FakeFeed([first])
     async with top(feed, audit).run_test() as pilot:
         app = await started(pilot, feed)
-        assert table(app).rebuilt == len(first.rows)
         feed.push(same)
         await drained(pilot, feed)
-        assert table(app).rebuilt == len(first.rows)
+        # Every row built once, and once more if the first sample's scrollbar
+        # changed the width the columns are laid out in.
+        built = table(app).rebuilt
+        assert built in (len(first.rows), 2 * len(first.rows))
+        feed.push(again)
+        await drained(pilot, feed)
+        assert table(app).rebuilt == built
         feed.push(bumped)
         await drained(pilot, feed)
-        assert table(app).rebuilt == len(first.rows) + 1
+        assert table(app).rebuilt == built + 1
         assert shown_pids(app) == [r.pid for r in bumped.rows]
         row = bumped.rows[0]
         assert table(app).cell_text(row.pid, "received") == f"{row.received:,}"
@@ -137,7 +154,7 @@ async def test_the_selected_pid_stays_selected_when_its_row_moves(audit: Path) -
         assert moved, "the fixture should move the selected row"
 
 
-async def test_s_cycles_the_sort_key_on_the_node_and_capital_s_goes_back(audit: Path) -> None:
+async def test_s_cycles_the_sort_key_on_the_node_and_capital_s_reverses_it(audit: Path) -> None:
     feed = FakeFeed(london_samples(1))
     async with top(feed, audit).run_test() as pilot:
         app = await started(pilot, feed)
@@ -147,18 +164,63 @@ async def test_s_cycles_the_sort_key_on_the_node_and_capital_s_goes_back(audit: 
         await until(pilot, lambda: len(feed.subscribed) == 2)
         await pilot.press("S")
         await until(pilot, lambda: len(feed.subscribed) == 3)
-        assert feed.subscribed == [{"sort": "received"}, {"sort": "sent"}, {"sort": "received"}]
+        assert feed.subscribed == [{"sort": "received"}, {"sort": "sent"}, {"reverse": True}]
         await drained(pilot, feed)
-        assert "sort received" in str(app.main.query_one("#status-line").render())
+        assert "sort sent ▲ reversed" in status_line(app)
+        sent = [r.sent for r in app.model.sample.rows] if app.model.sample else []
+        assert sent == sorted(sent) and sent
+        await pilot.press("S")
+        await until(pilot, lambda: feed.subscribed[-1:] == [{"reverse": False}])
+        await drained(pilot, feed)
+        assert "sort sent ▼" in status_line(app) and "reversed" not in status_line(app)
+
+
+async def test_s_reaches_every_column_status_and_names_included(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        await started(pilot, feed)
+        for _ in SORT_KEYS[1:]:
+            more = subscribed_more(feed, len(feed.subscribed))
+            await pilot.press("s")
+            await until(pilot, more)
+        keys = ["mailbox", *(c["sort"] for c in feed.subscribed)]
+        assert sorted(keys) == sorted(SORT_KEYS)
+        assert {c.sort for c in COLUMNS if c.sort} == set(SORT_KEYS)
+        assert {c.key for c in COLUMNS if c.sort is None} == {"trend"}
+
+
+def header_x(app: Any, key: str) -> int:
+    """A cell inside column ``key``'s header (the table lays its columns out)."""
+    x = table(app).column_x(key)
+    assert x is not None, f"{key} is not shown"
+    return x + 2
 
 
 async def test_clicking_a_column_header_sorts_by_that_column(audit: Path) -> None:
     feed = FakeFeed(london_samples(1))
-    async with top(feed, audit).run_test(size=(100, 30)) as pilot:
-        await started(pilot, feed)
-        # PID 16, LABEL 14, MBOX 8, TREND 10, STATUS 9, LINKS 7 cells wide: LINKS at 57..63
-        await pilot.click(ProcessTable, offset=(59, 0))
+    async with top(feed, audit).run_test(size=(160, 30)) as pilot:
+        app = await started(pilot, feed)
+        await pilot.click(ProcessTable, offset=(header_x(app, "links"), 0))
         await until(pilot, lambda: feed.subscribed == [{"sort": "links"}])
+
+
+async def test_a_second_click_on_the_sorted_header_reverses_and_status_sorts_too(
+    audit: Path,
+) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test(size=(160, 30)) as pilot:
+        app = await started(pilot, feed)
+        await pilot.click(ProcessTable, offset=(header_x(app, "status"), 0))
+        await until(pilot, lambda: feed.subscribed == [{"sort": "status"}])
+        await drained(pilot, feed)
+        await pilot.click(ProcessTable, offset=(header_x(app, "status"), 0))
+        await until(pilot, lambda: feed.subscribed[-1:] == [{"reverse": True}])
+        await drained(pilot, feed)
+        statuses = [r.status for r in app.model.sample.rows] if app.model.sample else []
+        assert statuses == sorted(statuses, reverse=True) and len(set(statuses)) == 2
+        # Another column: its natural order.
+        await pilot.click(ProcessTable, offset=(header_x(app, "links"), 0))
+        await until(pilot, lambda: feed.subscribed[-1:] == [{"sort": "links", "reverse": False}])
 
 
 async def test_slash_filters_on_the_node_and_the_table_shows_the_matches(audit: Path) -> None:
@@ -620,3 +682,124 @@ async def test_a_term_no_node_could_be_sent_is_refused_in_words_and_nothing_is_s
         await until(pilot, lambda: "hello" in message(app))
         assert message(app).endswith("hello is not a value; a string needs quotes: 'hello'")
         assert ran(feed) == [] and audit_lines(audit) == []
+
+
+def every_row(count: int = 60) -> Sample:
+    """One sample carrying every one of ``count`` processes (the fake feed pages it)."""
+    sample = london_samples(1, limit=count)[0]
+    return replace(sample, matched=len(sample.rows), omitted=0)
+
+
+async def test_moving_past_the_last_row_fetches_the_next_page_from_the_node(
+    audit: Path,
+) -> None:
+    sample = every_row()
+    every = [r.pid for r in sample.rows]
+    feed = FakeFeed([sample])  # 40 rows a page
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        assert shown_pids(app) == every[:40]
+        await pilot.press(*["down"] * 39)
+        assert table(app).selected_pid == every[39] and not feed.subscribed
+        await pilot.press("down")  # past the page: the page around row 41
+        await until(pilot, lambda: feed.subscribed == [{"offset": 20}])
+        await until(pilot, lambda: table(app).selected_pid == every[40], "row 41")
+        assert shown_pids(app) == every[20:60]
+        assert "rows 21-60 of 60" in status_line(app)
+        await pilot.press("home")  # the first of all, not of the page
+        await until(pilot, lambda: feed.subscribed[-1:] == [{"offset": 0}])
+        await until(pilot, lambda: table(app).selected_pid == every[0], "the first")
+        await pilot.press("end")  # the last of all
+        await until(pilot, lambda: feed.subscribed[-1:] == [{"offset": 20}])
+        await until(pilot, lambda: table(app).selected_pid == every[59], "the very last")
+
+
+async def test_limit_n_in_the_command_line_sets_the_rows_per_page(audit: Path) -> None:
+    feed = FakeFeed([every_row()])
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "limit 10")
+        await until(pilot, lambda: feed.subscribed == [{"limit": 10}])
+        await drained(pilot, feed)
+        assert len(shown_pids(app)) == 10 and "rows 1-10 of 60" in status_line(app)
+        await run_line(pilot, "limit lots")
+        assert "usage: limit N" in message(app) and feed.subscribed == [{"limit": 10}]
+
+
+async def test_the_selected_process_that_exits_stays_selected_and_marked_until_you_move(
+    audit: Path,
+) -> None:
+    first = london_samples(1)[0]
+    pid = first.rows[5].pid
+    gone = replace(first, seq=2, history=None,
+                   rows=first.rows[:5] + first.rows[6:], exited=(pid,))
+    feed = FakeFeed([first])
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press(*["down"] * 5)
+        assert table(app).selected_pid == pid
+        feed.push(gone)
+        await drained(pilot, feed)
+        assert table(app).selected_pid == pid and table(app).cursor_row == 5
+        assert table(app).cell_text(pid, "status") == "exited"
+        assert f"{pid} exited" in status_line(app)
+        await pilot.press("k")  # aims at nothing else, and there is nothing to kill
+        assert not isinstance(app.screen, ConfirmKill)
+        assert "has exited" in message(app) and not ran(feed)
+        feed.push(replace(gone, seq=3))  # it stays while you do not move
+        await drained(pilot, feed)
+        assert table(app).selected_pid == pid
+        await pilot.press("down")
+        assert table(app).selected_pid == first.rows[6].pid
+        feed.push(replace(gone, seq=4, exited=()))
+        await drained(pilot, feed)
+        assert pid not in shown_pids(app)
+        assert table(app).selected_pid == first.rows[6].pid
+
+
+async def test_a_selected_row_that_leaves_the_page_stays_put_and_is_followed_back(
+    audit: Path,
+) -> None:
+    first = london_samples(1)[0]
+    pid = first.rows[2].pid
+    left = replace(first, seq=2, history=None, rows=first.rows[:2] + first.rows[3:])
+    back = replace(first, seq=3, history=None, rows=(first.rows[2], *left.rows))
+    feed = FakeFeed([first])
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("down", "down")
+        feed.push(left)
+        await drained(pilot, feed)
+        assert table(app).selected_pid == pid and table(app).cursor_row == 2
+        assert table(app).cell_text(pid, "status") == "moved"
+        assert table(app).row_of(pid) is None  # kept, not shown as alive
+        feed.push(back)
+        await drained(pilot, feed)
+        assert table(app).selected_pid == pid and table(app).cursor_row == 0
+        assert table(app).cell_text(pid, "status") == first.rows[2].status
+
+
+async def test_a_bang_filter_shows_the_rows_that_do_not_match(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await pilot.press("slash", *"!worker", "enter")
+        await until(pilot, lambda: feed.subscribed[-1:] == [{"filter": "!worker"}])
+        await drained(pilot, feed)
+        labels = [table(app).cell_text(p, "label") for p in shown_pids(app)]
+        assert labels and "worker" not in labels and "fetcher" in labels
+
+
+async def test_moving_past_the_rows_a_replay_recorded_stops_at_its_last_row(
+    audit: Path,
+) -> None:
+    feed = ReplayFeed(LONDON)  # 40 rows recorded of some 1,200 processes
+    async with top(feed, audit).run_test() as pilot:  # type: ignore[arg-type]
+        app = pilot.app
+        assert isinstance(app, TopApp)
+        await until(pilot, lambda: feed.ended.is_set() and table(app).row_count == 40)
+        await pilot.press("end")  # to the last row recorded
+        await until(pilot, lambda: table(app).cursor_row == 39, "the last row recorded")
+        assert table(app).row_count == 40
+        await pilot.press("up")
+        assert table(app).cursor_row == 38  # moves on from there: not stuck

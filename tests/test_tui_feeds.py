@@ -189,3 +189,34 @@ def test_a_trend_is_scaled_from_zero_to_the_maximum_of_its_window() -> None:
     assert trend([0, 0]) == "▁▁"
     assert trend(list(range(20)), width=4) == "▇▇██"
     assert trend([]) == ""
+
+
+def test_a_view_negates_a_filter_with_a_bang() -> None:
+    sample = london_samples(1)[0]
+    rest = view(sample, Subscription(filter="!WORKER"))
+    assert rest.rows and all(r.label != "worker" for r in rest.rows)
+    workers = view(sample, Subscription(filter="worker"))
+    assert rest.matched + workers.matched == len(sample.rows)
+    assert view(sample, Subscription(filter="!")).matched == sample.matched
+
+
+def test_a_view_reverses_before_it_caps_and_pages_with_an_offset() -> None:
+    sample = london_samples(1)[0]
+    by_mailbox = sorted(sample.rows, key=lambda r: (-r.mailbox, int(r.pid[8:-1])))
+    assert list(sample.rows) == by_mailbox  # the node's order
+    quietest = view(sample, Subscription(reverse=True, limit=5))
+    assert quietest.reverse and len(quietest.rows) == 5
+    assert [r.mailbox for r in quietest.rows] == sorted(r.mailbox for r in sample.rows)[:5]
+    page = view(sample, Subscription(offset=10, limit=5))
+    assert page.rows == sample.rows[10:15] and page.offset == 10
+    assert page.omitted == sample.matched - 5
+
+
+@pytest.mark.parametrize("key", ["status", "names"])
+def test_a_view_sorts_by_status_and_names_with_no_text_last(key: str) -> None:
+    sample = london_samples(1)[0]
+    rows = view(sample, Subscription(sort=key)).rows
+    texts = [r.status if key == "status" else ", ".join(r.names) for r in rows]
+    filled = [t for t in texts if t]
+    assert filled == sorted(filled) and texts == filled + [""] * (len(texts) - len(filled))
+    assert len(set(texts)) > 1

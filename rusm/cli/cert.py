@@ -63,10 +63,21 @@ def cert_ca_command(directory: Path, days: int, force: bool) -> None:
               help="Directory of the cluster CA (made by rusm cert ca).")
 @click.option("--out", "out_dir", type=_DIR, required=True,
               help="Directory to write the node's identity to.")
+@click.option("--role", type=click.Choice(["node", "observer"]), default="node",
+              show_default=True,
+              help="node: joins the cluster, full access. observer: read-only, may only "
+                   "attach (rusm top/attach) to watch; cannot send, spawn, kill or connect.")
 @_days_option(365)
 @_FORCE
-def cert_issue_command(name: str, ca_dir: Path, out_dir: Path, days: int, force: bool) -> None:
-    """Issue node NAME a certificate signed by the cluster CA."""
+def cert_issue_command(
+    name: str, ca_dir: Path, out_dir: Path, role: str, days: int, force: bool
+) -> None:
+    """Issue node NAME a certificate signed by the cluster CA.
+
+    With --role observer the certificate is marked read-only (SAN URI
+    rusm:role=observer, under the CA's signature): its holder can watch a
+    node, not change it, and cannot join the cluster as a node.
+    """
     from ..net import tls
 
     try:
@@ -79,9 +90,15 @@ def cert_issue_command(name: str, ca_dir: Path, out_dir: Path, days: int, force:
         raise click.ClickException(f"{exc}; make a CA first: rusm cert ca {ca_dir}") from exc
     except tls.TlsError as exc:
         raise click.ClickException(str(exc)) from exc
-    paths = _save(ca.issue(name, days=days).save, out_dir, force)
-    click.echo(f"identity of node {name!r} written to {out_dir}:")
+    paths = _save(ca.issue(name, days=days, role=role).save, out_dir, force)
+    if role == tls.ROLE_OBSERVER:
+        click.echo(f"read-only observer identity {name!r} written to {out_dir}:")
+    else:
+        click.echo(f"identity of node {name!r} written to {out_dir}:")
     _echo_identity_files(paths)
+    if role == tls.ROLE_OBSERVER:
+        click.echo(f"watch a node with it: rusm top NODE@HOST:PORT --identity {out_dir} "
+                   "(send, spawn, kill and connect are refused)")
 
 
 @cert_group.command("identity")

@@ -22,8 +22,8 @@ from . import cli
 
 
 @contextlib.asynccontextmanager
-async def observed_demo() -> AsyncIterator[tuple[Any, Any, Any]]:
-    """The demo cluster, london's observe channel and its directory entries
+async def observed_demo() -> AsyncIterator[tuple[Any, Any, dict[str, Any]]]:
+    """The demo cluster and each node's observe channel, by directory entry
     (so `rusm attach london` works from another terminal meanwhile)."""
     from ..actors.errors import RusmError
     from ..demo.cluster import demo_cluster
@@ -33,6 +33,7 @@ async def observed_demo() -> AsyncIterator[tuple[Any, Any, Any]]:
     directory = NodeDirectory()
     async with demo_cluster() as (london, tokyo):
         entries = []
+        by_name: dict[str, Any] = {}
         for node in (london, tokyo):
             server = await serve_observe(node, token=NodeEntry.new_token())
             serve_attachers(node)
@@ -43,10 +44,9 @@ async def observed_demo() -> AsyncIterator[tuple[Any, Any, Any]]:
                 entries.append(entry)
             except (RusmError, OSError) as e:  # a real london runs: keep ours private
                 logging.getLogger("rusm.demo").info("not in the node directory: %s", e)
-            if node is london:
-                london_entry = entry
+            by_name[node.name] = entry
         try:
-            yield london, tokyo, london_entry
+            yield london, tokyo, by_name
         finally:
             for entry in entries:
                 directory.release(entry)
@@ -56,13 +56,18 @@ async def _demo(seconds: float | None, tty: bool) -> None:
     from ..net.observe import Subscription, connect
     from .table import format_table
 
-    async with observed_demo() as (_london, _tokyo, entry):
-        feed = await connect("london", entry=entry,
+    async with observed_demo() as (_london, _tokyo, by_name):
+        feed = await connect("london", entry=by_name["london"],
                              subscription=Subscription(interval=1.0, limit=200 if tty else 12))
         if tty:
             from ..tui.app import make_app
 
-            app = make_app(feed)
+            async def attach(node: str) -> None:  # Enter on a node of the cluster view
+                new = await connect(node, entry=by_name.get(node),
+                                    subscription=Subscription(interval=1.0, limit=200))
+                await app.attach_feed(new)
+
+            app = make_app(feed, on_attach=attach)
             try:
                 await app.run_async()
             finally:

@@ -112,13 +112,18 @@ def _show(value: Any) -> str:
 @click.option("--sort", default="mailbox", show_default=True, help="Sort key.")
 @click.option("--limit", type=click.IntRange(0, 1000), default=30, show_default=True)
 @click.option("--filter", "filter_", default="", help="Only pids, labels, names containing it.")
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
+              help="Seconds the rates are measured over.")
 def ps_command(target: str, identity_dir: Path | None, as_json: bool, sort: str, limit: int,
-               filter_: str) -> None:
-    """Print TARGET's process table once."""
+               filter_: str, interval: float) -> None:
+    """Print TARGET's process table once, with its rates over INTERVAL seconds."""
     from .table import format_table
 
     async def job(client: Any) -> int:
-        sample = await client.next_sample()
+        # A session's first sample has no rates yet (nothing to count from):
+        # the second, an interval later, has them.
+        await client.next_sample()
+        sample = await client.next_sample(timeout=interval + 10.0)
         if as_json:
             d = sample.to_wire()
             d.pop("t")
@@ -127,7 +132,7 @@ def ps_command(target: str, identity_dir: Path | None, as_json: bool, sort: str,
             click.echo(format_table(sample))
         return 0
 
-    _run(target, identity_dir, job, sort=sort, limit=limit, filter=filter_)
+    _run(target, identity_dir, job, sort=sort, limit=limit, filter=filter_, interval=interval)
 
 
 @cli.command("send")

@@ -20,9 +20,14 @@ async def run_top(
     record: Path | None = None,
     replay: Path | None = None,
     home: Path | None = None,
+    readonly: bool = False,
 ) -> None:
-    """Attach to ``target`` (or replay a recording) and run the app until quit."""
+    """Attach to ``target`` (or replay a recording) and run the app until quit.
+
+    ``readonly`` hides and refuses send, spawn and kill; an observer
+    identity implies it (the node would refuse them anyway)."""
     from ..net.observe import AttachError, Subscription, connect, parse_target
+    from ..net.tls import is_read_only
     from ..tui.app import make_app
     from ..tui.feeds import ReplayFeed
 
@@ -43,7 +48,8 @@ async def run_top(
         new = await connect(node, home=home, subscription=sub)
         await app.attach_feed(new)
 
-    app = make_app(feed, record_path=record, on_attach=attach)
+    readonly = readonly or (identity is not None and is_read_only(identity.role))
+    app = make_app(feed, record_path=record, on_attach=attach, readonly=readonly)
     try:
         await app.run_async()
     finally:
@@ -60,12 +66,16 @@ async def run_top(
               help="Also write every sample received to FILE (replay it with --replay).")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Replay a recording instead of attaching (no node needed).")
+@click.option("--readonly", is_flag=True,
+              help="Watch only: send, spawn and kill are hidden and refused (implied by "
+                   "an observer --identity).")
 def top_command(target: str | None, identity_dir: Path | None, interval: float,
-                record: Path | None, replay: Path | None) -> None:
+                record: Path | None, replay: Path | None, readonly: bool) -> None:
     """Watch and operate TARGET full-screen (press ? for the keys).
 
     TARGET is a node of this machine (rusm node ls) or NAME@HOST:PORT with
     --identity. Every send, spawn and kill is appended to $RUSM_HOME/audit.log.
+    With --readonly (or an observer certificate) nothing can be changed.
     """
     from ..net.observe import AttachError
 
@@ -73,6 +83,6 @@ def top_command(target: str | None, identity_dir: Path | None, interval: float,
         raise click.UsageError("give a TARGET, or --replay FILE")
     try:
         asyncio.run(run_top(target, identity=load_identity(identity_dir), interval=interval,
-                            record=record, replay=replay))
+                            record=record, replay=replay, readonly=readonly))
     except AttachError as e:
         raise click.ClickException(str(e)) from e

@@ -43,7 +43,7 @@ from .errors import (
     RemoteError,
 )
 from .terms import TermTooLarge, UnsendableTerm
-from .tls import PeerRejected, verify_peer
+from .tls import ROLE_OBSERVER, PeerRejected, is_read_only, verify_peer
 from .wire import (
     PROTOCOL_VERSION,
     CallReply,
@@ -143,6 +143,9 @@ class LinkProtocol:
         self.up_at = float("inf")
         self.name: str | None = None
         self.hidden = False
+        self.role = ROLE_OBSERVER
+        """What the peer's certificate grants, once its hello is checked
+        (an observer may attach, hidden, and watch; nothing more)."""
         self.ready: asyncio.Future[LinkProtocol] = asyncio.get_running_loop().create_future()
         self._peer_chain = peer_chain
         self._wakeup = wakeup
@@ -216,6 +219,10 @@ class LinkProtocol:
 
     def _pair_frames(self, frames: list[Frame]) -> None:
         peer, here = self.name, self.node.name
+        if is_read_only(self.role):
+            raise UnexpectedFrame(
+                f"node {peer} holds an observer certificate: it may not send messages or signals"
+            )
         dispatch = self._dispatch
         remote_send = self.node.runtime.remote_send
         for frame in frames:
@@ -400,7 +407,9 @@ class LinkProtocol:
                 f"peer speaks protocol {hello.version}, this node {PROTOCOL_VERSION}"
             )
         try:
-            verify_peer(node.identity, self._peer_chain(), hello.node)
+            self.role = verify_peer(
+                node.identity, self._peer_chain(), hello.node, hidden=hello.hidden
+            )
         except PeerRejected as e:
             log.warning("rejected peer claiming to be %s: %s", hello.node, e.reason)
             raise CertificateRejected(e.reason) from e

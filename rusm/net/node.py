@@ -46,7 +46,7 @@ from .messages import NodeDown
 from .mtls import make_configuration
 from .quic import QuicLink, tune_transport
 from .registry import Entries, GlobalRegistry
-from .tls import Identity, validate_node_name
+from .tls import Identity, is_read_only, validate_node_name
 from .wire import (
     CallReply,
     CallRequest,
@@ -68,6 +68,9 @@ __all__ = ["ClusterConfig", "ClusterNode", "RemoteNode"]
 log = logging.getLogger("rusm.net.node")
 
 Address = tuple[str, int]
+READ_ONLY_REQUESTS = frozenset({"observe", "pids", "process_info"})
+"""Control requests a peer with an observer certificate may make (the observe
+channel refuses its mutating commands itself)."""
 ENGINE_MAX_STREAMS = 100
 """Concurrent streams of each kind qh3 lets a peer open (hard-coded there)."""
 
@@ -451,6 +454,12 @@ class ClusterNode:
 
     def request_received(self, peer: LinkProtocol, req: Request) -> None:
         """Answer a control request: exactly one response, whatever happens."""
+        if is_read_only(peer.role) and req.method not in READ_ONLY_REQUESTS:
+            peer.respond(req.id, False, (
+                "read_only",
+                f"{req.method}: refused, {peer.name} holds an observer certificate (read-only)",
+            ))
+            return
         handler = _RPC.get(req.method)
         try:
             if handler is not None:
@@ -485,6 +494,26 @@ class ClusterNode:
         except TypeError as e:
             raise SpawnFailed(f"{factory}{tuple(args)!r}: {e}") from e
         return self.runtime.spawn(body, *args, label=factory)
+
+    def link_stats(self, node: str) -> dict[str, Any] | None:
+        """The link to ``node`` as an observer sees it, or None if it is not up:
+        ``address`` (``host:port``), ``state``, ``hidden``, ``up_for`` (seconds)
+        and ``rtt`` (the last keepalive ping's round trip in seconds; None
+        until one came back)."""
+        peer = self._peers.get(node)
+        if peer is None:
+            return None
+        link = self._links.get(peer)
+        remote = link.remote if link is not None else None
+        rtt = link.rtt if link is not None else None
+        return {
+            "node": node,
+            "address": f"{remote[0]}:{remote[1]}" if remote else None,
+            "state": peer.state.value,
+            "hidden": peer.hidden,
+            "up_for": round(max(0.0, time.monotonic() - peer.up_at), 3),
+            "rtt": rtt,
+        }
 
     def _rpc_pids(self) -> list[Pid]:
         return [info.pid for info in self.runtime.processes()]

@@ -16,6 +16,7 @@ sends. Per loop turn: one write per lane with pending frames, one transmit.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -101,6 +102,10 @@ class QuicLink(QuicConnectionProtocol):
         self._dead = False
         self.remote: Any = None
         """The peer's address (host, port, ...)."""
+        self.rtt: float | None = None
+        """Seconds the last keepalive ping took to be acknowledged (None until one was)."""
+        self._pings: dict[int, float] = {}  # uid -> when it was sent
+        self._ping_ids = itertools.count(1)
         self.protocol = make_protocol(self)
 
     # -- outbound ------------------------------------------------------------
@@ -196,9 +201,14 @@ class QuicLink(QuicConnectionProtocol):
         self._close(ErrorCode.NO_ERROR, "closed")
 
     def _ping(self) -> None:
-        """Keep a quiet link alive: the engine's idle timeout is for dead peers."""
+        """Keep a quiet link alive (the engine's idle timeout is for dead
+        peers) and measure its round trip."""
         if not self._dead:
-            self._quic.send_ping(0)
+            if len(self._pings) >= 8:
+                self._pings.clear()  # pings that were never acknowledged
+            uid = next(self._ping_ids)
+            self._pings[uid] = self._loop.time()
+            self._quic.send_ping(uid)
             self.transmit()
             self._keepalive_timer = self._loop.call_later(self.keepalive, self._ping)
 
@@ -241,8 +251,12 @@ class QuicLink(QuicConnectionProtocol):
             elif isinstance(event, events.HandshakeCompleted):
                 self.peer_chain = peer_chain(self._quic)
                 self._hello_timer = self._loop.call_later(self.hello_timeout, self._hello_due)
-                self._keepalive_timer = self._loop.call_later(self.keepalive, self._ping)
+                self._ping()  # a first round trip now; then every keepalive interval
                 self.protocol.handshake_done()
+            elif isinstance(event, events.PingAcknowledged):
+                sent = self._pings.pop(event.uid, None)
+                if sent is not None:
+                    self.rtt = self._loop.time() - sent
             elif isinstance(event, events.ConnectionTerminated):
                 self._lost(event.error_code, event.reason_phrase)
             elif isinstance(event, events.StreamReset | events.StopSendingReceived):

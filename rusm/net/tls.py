@@ -10,6 +10,16 @@ Two schemes:
   certificate naming the node (subject CN and SAN DNSName), and a peer must
   present a certificate for the node it claims to be.
 
+Roles: a certificate the CA issues with ``role="observer"`` carries the SAN
+URI ``rusm:role=observer`` (:data:`OBSERVER_URI`). Inside the signed SAN, the
+mark cannot be dropped or changed without breaking the CA's signature. Its
+holder is read-only: it may attach as a hidden node and watch (samples, ps,
+info, names) but not send, spawn, kill or connect, and not join the cluster
+as a peer (:func:`verify_peer` with ``hidden=False`` refuses it). A
+certificate without the mark (every node certificate, every shared identity)
+has the ``node`` role: full access. A role mark this version does not know
+is taken as read-only (fail closed).
+
 QUIC engines check neither the client's chain nor its name (qh3 has no
 client-certificate states at all; aioquic issues #541, #586):
 :mod:`rusm.net.mtls` calls :func:`verify_peer` inside the TLS handshake, and
@@ -63,6 +73,10 @@ __all__ = [
     "CA_KEY_FILE",
     "CERT_FILE",
     "KEY_FILE",
+    "OBSERVER_URI",
+    "ROLES",
+    "ROLE_NODE",
+    "ROLE_OBSERVER",
     "SHARED_SAN",
     "TRUST_FILE",
     "ClusterCa",
@@ -74,6 +88,8 @@ __all__ = [
     "KeyPermissionError",
     "PeerRejected",
     "TlsError",
+    "is_read_only",
+    "role_of",
     "validate_node_name",
     "verify_peer",
 ]
@@ -90,6 +106,16 @@ CA_KEY_FILE = "ca-key.pem"
 """A cluster CA's private key (mode 0600; keep it off the nodes)."""
 SHARED_SAN = "rusm-cluster"
 """The SAN DNSName of a shared identity (the verifier requires a SAN)."""
+
+ROLE_NODE = "node"
+"""Full access: joins the cluster, sends, spawns, kills (no role mark)."""
+ROLE_OBSERVER = "observer"
+"""Read-only: attaches as a hidden node and watches; nothing else."""
+ROLES = (ROLE_NODE, ROLE_OBSERVER)
+"""The roles ``rusm cert issue --role`` knows."""
+_ROLE_PREFIX = "rusm:role="
+OBSERVER_URI = f"{_ROLE_PREFIX}{ROLE_OBSERVER}"
+"""The SAN URI that marks an observer certificate."""
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 # Backdating absorbs small clock differences between the issuer and the nodes.
@@ -164,6 +190,11 @@ class Identity:
     def certificate(self) -> x509.Certificate:
         """The leaf certificate."""
         return self.chain[0]
+
+    @property
+    def role(self) -> str:
+        """The leaf's role: :data:`ROLE_NODE` or :data:`ROLE_OBSERVER` (see :func:`role_of`)."""
+        return role_of(self.certificate)
 
     @property
     def chain_pem(self) -> bytes:
@@ -243,14 +274,19 @@ class ClusterCa:
         days: int | None = None,
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
+        role: str = ROLE_NODE,
     ) -> Identity:
         """A node identity for ``name`` (subject CN and SAN DNSName), trusting this CA.
 
-        Valid from ``not_before`` (default: now, less a few minutes for clock
+        ``role`` is :data:`ROLE_NODE` (full access, no mark) or
+        :data:`ROLE_OBSERVER` (read-only: the SAN also holds
+        :data:`OBSERVER_URI`). Valid from ``not_before`` (default: now, less a few minutes for clock
         skew) to ``not_after``, or for ``days`` (default 365); not both.
         Naive datetimes are taken as UTC.
         """
         validate_node_name(name)
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
         if days is not None and not_after is not None:
             raise ValueError("give days or not_after, not both")
         start = _as_utc(not_before) if not_before is not None else _utcnow() - _BACKDATE
@@ -262,7 +298,10 @@ class ClusterCa:
             raise ValueError(f"not_after ({end}) must be later than not_before ({start})")
         key = _new_key()
         leaf = (
-            _leaf_builder(_dn(name), self.certificate.subject, key.public_key(), name, start, end)
+            _leaf_builder(
+                _dn(name), self.certificate.subject, key.public_key(), name, start, end,
+                role_uri=OBSERVER_URI if role == ROLE_OBSERVER else None,
+            )
             .add_extension(_aki(self.certificate), critical=False)
             .sign(self.key, hashes.SHA256())
         )
@@ -291,8 +330,10 @@ def verify_peer(
     now: dt.datetime | None = None,
     *,
     check_name: bool = True,
-) -> None:
-    """Check that a peer's certificate ``chain`` (leaf first) admits it to the cluster.
+    hidden: bool | None = None,
+) -> str:
+    """Check that a peer's certificate ``chain`` (leaf first) admits it to the
+    cluster; return its role (:data:`ROLE_NODE` or :data:`ROLE_OBSERVER`).
 
     The leaf must be issued directly by one of ``identity``'s trust anchors
     (or, for a shared identity, be that anchor) and valid at ``now``. Under a
@@ -302,6 +343,9 @@ def verify_peer(
     :class:`PeerRejected` with the reason, in words an operator can act on.
     ``check_name=False`` checks only the chain and dates: the QUIC handshake
     does that, before the peer has said which node it is.
+    ``hidden`` is whether the peer said, at hello, that it attaches as a
+    hidden node: an observer certificate is refused unless it is True (None:
+    not known yet, the role is only returned).
     """
     if not chain:
         raise PeerRejected("the peer presented no certificate (every node must present one)")
@@ -311,8 +355,16 @@ def verify_peer(
         verified = _verifier(identity, at).verify(leaf, extra)
     except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
         raise PeerRejected(_explain(identity, leaf, at, exc)) from exc
+    role = role_of(leaf)
+    if hidden is False and is_read_only(role):
+        raise PeerRejected(
+            f"the peer's certificate for {_names_text(verified.subjects)} is an observer's "
+            "(read-only): it may attach to watch (rusm top NODE@HOST:PORT --identity DIR) "
+            "but not join the cluster as a node; give it a node certificate "
+            "(rusm cert issue NAME --ca CA_DIR --out DIR) to join"
+        )
     if identity.name is None or not check_name:
-        return
+        return role
     if claimed_name is None:
         raise PeerRejected(
             f"the peer with certificate for {_names_text(verified.subjects)} did not say "
@@ -325,6 +377,34 @@ def verify_peer(
             f"{_names_text(verified.subjects)}; it must use the certificate issued for "
             f"{claimed_name!r} (rusm cert issue {claimed_name} --ca CA_DIR --out DIR)"
         )
+    return role
+
+
+def role_of(cert: x509.Certificate | list[x509.Certificate]) -> str:
+    """The role a certificate (or a chain's leaf) grants: :data:`ROLE_OBSERVER`
+    if its SAN holds a ``rusm:role=`` URI other than ``rusm:role=node``, else
+    :data:`ROLE_NODE`. An unknown role is taken as an observer (fail closed).
+
+    Only meaningful for a certificate that passed :func:`verify_peer` (or
+    one's own): the mark is trusted because the CA signed it.
+    """
+    if isinstance(cert, list):
+        if not cert:
+            return ROLE_OBSERVER  # nothing presented grants nothing
+        cert = cert[0]
+    leaf = cert
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ROLE_NODE
+    marks = [u[len(_ROLE_PREFIX):] for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+             if u.startswith(_ROLE_PREFIX)]
+    return ROLE_NODE if all(m == ROLE_NODE for m in marks) else ROLE_OBSERVER
+
+
+def is_read_only(role: str) -> bool:
+    """Whether ``role`` may only watch (anything but :data:`ROLE_NODE`)."""
+    return role != ROLE_NODE
 
 
 def _verifier(identity: Identity, at: dt.datetime) -> ClientVerifier:
@@ -480,8 +560,15 @@ def _leaf_builder(
     san: str,
     start: dt.datetime,
     end: dt.datetime,
+    *,
+    role_uri: str | None = None,
 ) -> x509.CertificateBuilder:
-    """A leaf that may serve both ends of a link: every node is client and server."""
+    """A leaf that may serve both ends of a link: every node is client and server.
+
+    ``role_uri`` goes into the SAN beside the node name, under the signature."""
+    names: list[x509.GeneralName] = [x509.DNSName(san)]
+    if role_uri is not None:
+        names.append(x509.UniformResourceIdentifier(role_uri))
     return (
         _base_builder(subject, issuer, key, start, end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -492,7 +579,7 @@ def _leaf_builder(
             ),
             critical=False,
         )
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
     )
 
 

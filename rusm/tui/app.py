@@ -5,6 +5,11 @@ takes every event from the feed into the model and posts a coalescing
 :class:`~rusm.tui.messages.FeedUpdated`; rendering reads the model. Feed
 calls (subscribe, commands) run in workers so a slow node never freezes the
 screen; their failures are shown as one line, never raised.
+
+Read-only (``rusm top --readonly``, or attached with an observer
+certificate, like k9s ``--readonly``): the shell refuses send, spawn and kill
+with a message and sends nothing, ``k`` only says so, and the screen is
+marked READ-ONLY.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from rusm.tui.screens.process import ProcessScreen, describe_error
 from rusm.tui.shell import Shell
 from rusm.tui.widgets.command_pane import CommandPane
 
-__all__ = ["AttachHandler", "Clock", "TopApp", "freeze_startup_objects", "make_app"]
+__all__ = [
+    "READ_ONLY", "AttachHandler", "Clock", "TopApp", "freeze_startup_objects", "make_app",
+]
 
 log = logging.getLogger("rusm.tui")
 
@@ -44,6 +51,7 @@ Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time`` (tests pass a fixed one)."""
 AttachHandler = Callable[[str], Awaitable[None] | None]
 """Called with a node name when the user picks another node to attach to."""
+READ_ONLY = "READ-ONLY"
 
 
 class TopApp(App[None]):
@@ -54,9 +62,13 @@ class TopApp(App[None]):
 
     def __init__(
         self, feed: Feed, *, audit: AuditLog, clock: Clock,
-        on_attach: AttachHandler | None = None,
+        on_attach: AttachHandler | None = None, readonly: bool = False,
     ) -> None:
         super().__init__()
+        self.readonly = readonly
+        """Whether send, spawn and kill are refused here, before any reaches the node."""
+        if readonly:
+            self.sub_title = READ_ONLY
         self.feed = feed
         self.model = TopModel()
         self.view = replace(feed.subscription)
@@ -94,6 +106,12 @@ class TopApp(App[None]):
 
     def on_mount(self) -> None:
         self._consume(self.feed)
+        if self.readonly:
+            self._main.add_class("-readonly")
+            # After the first refresh: the main screen composes its pane then.
+            self.call_after_refresh(
+                self.say, f"{READ_ONLY}: watching only; send, spawn and kill are disabled"
+            )
 
     async def on_unmount(self) -> None:
         await self._close(self.feed)
@@ -216,6 +234,9 @@ class TopApp(App[None]):
 
     @on(KillProcess)
     def _kill_process(self, event: KillProcess) -> None:
+        if self.readonly:
+            self.shell.refuse("kill")
+            return
         self.shell.confirm_kill(event.pid, None, f"kill {event.pid}")
 
     @on(CommandPane.Entered)
@@ -266,15 +287,17 @@ def make_app(
     clock: Clock = time.time,
     on_attach: AttachHandler | None = None,
     record_path: Path | None = None,
+    readonly: bool = False,
 ) -> TopApp:
     """The app, as ``rusm top`` runs it.
 
     ``audit_path`` defaults to ``$RUSM_HOME/audit.log``; ``clock`` stamps the
     audit log; ``on_attach(node)`` is called when the user picks another node
     (the CLI may then call ``app.attach_feed(new_feed)``); ``record_path``
-    records every event the feed yields (see :mod:`rusm.tui.feeds`).
+    records every event the feed yields (see :mod:`rusm.tui.feeds`);
+    ``readonly`` refuses send, spawn and kill in the app itself.
     """
     if record_path is not None:
         feed = RecordingFeed(feed, record_path)
     audit = AuditLog(audit_path or default_audit_path(), clock)
-    return TopApp(feed, audit=audit, clock=clock, on_attach=on_attach)
+    return TopApp(feed, audit=audit, clock=clock, on_attach=on_attach, readonly=readonly)

@@ -14,7 +14,7 @@ last frame (a recorder killed mid-write) is ignored.
 :class:`ReplayFeed` is a :class:`~rusm.net.observe.protocol.Feed`: it yields
 the recorded events (at once, or spaced as the node's clock had them with
 ``realtime=True``), and applies subscription changes itself to the rows that
-were recorded (detail, filter, sort, limit), re-yielding the latest sample
+were recorded (detail, filter, sort, reverse, offset, limit), re-yielding the latest sample
 after each change as a live node would. It runs no commands but ``nodes``
 and ``names``, answered from the recording.
 """
@@ -22,7 +22,6 @@ and ``names``, answered from the recording.
 from __future__ import annotations
 
 import asyncio
-import re
 import struct
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
@@ -34,11 +33,11 @@ from rusm.net.observe.protocol import (
     CommandError,
     Feed,
     FeedStatus,
-    ProcessRow,
     Sample,
     Subscription,
     decode,
     encode,
+    select,
 )
 
 __all__ = [
@@ -146,52 +145,27 @@ class RecordingFeed:
             self.recorder.close()
 
 
-_PID = re.compile(r"<(.*)\.(\d+)>")
-
-
-def _pid_key(pid: str) -> tuple[str, int, str]:
-    m = _PID.fullmatch(pid)
-    return (m.group(1), int(m.group(2)), "") if m else ("", 0, pid)
-
-
-_SORTS: dict[str, tuple[Any, bool]] = {
-    "mailbox": (lambda r: r.mailbox, True),
-    "received": (lambda r: r.received, True),
-    "sent": (lambda r: r.sent, True),
-    "links": (lambda r: r.links, True),
-    "monitors": (lambda r: r.monitors, True),
-    "pid": (lambda r: _pid_key(r.pid), False),
-    "label": (lambda r: (r.label is None, r.label or ""), False),
-    "age": (lambda r: r.age, True),
-}
-
-
-def _matches(row: ProcessRow, needle: str) -> bool:
-    return (
-        needle in row.pid.lower()
-        or (row.label is not None and needle in row.label.lower())
-        or any(needle in name.lower() for name in row.names)
-    )
-
-
 def view(sample: Sample, sub: Subscription) -> Sample:
     """A recorded sample as ``sub`` would have had the node send it, as far
-    as the recorded rows allow (rows the node left out stay out)."""
+    as the recorded rows allow (rows the node left out stay out): the
+    protocol's own :func:`~rusm.net.observe.protocol.select` over them. A
+    page past the recorded rows is their last page."""
     if not sub.detail:
         matched = sample.matched if sample.detail else sample.omitted
-        return replace(sample, detail=False, rows=(), omitted=matched, matched=matched)
-    rows = list(sample.rows)
-    matched = sample.matched
-    if sub.filter:
-        needle = sub.filter.lower()
-        rows = [r for r in rows if _matches(r, needle)]
-        matched = len(rows)
-    if sub.sort != sample.sort:
-        key, largest = _SORTS[sub.sort]
-        rows.sort(key=key, reverse=largest)
-    shown = tuple(rows[: sub.limit])
+        return replace(sample, detail=False, rows=(), omitted=matched, matched=matched,
+                       offset=0)
+    # The recorded rows start at the recorded offset; page within them.
+    start = max(0, sub.offset - sample.offset)
+    ordered = (sub.sort, sub.reverse) == (sample.sort, sample.reverse)
+    shown, matched = select(sample.rows, replace(sub, offset=start), ordered=ordered)
+    if not shown and start:
+        start = max(0, matched - max(1, sub.limit))
+        shown, matched = select(sample.rows, replace(sub, offset=start), ordered=ordered)
+    if not sub.filter.removeprefix("!"):  # no filter: all rows pass
+        matched = sample.matched  # the node's count, not only the rows recorded
     return replace(
-        sample, detail=True, sort=sub.sort, rows=shown, matched=matched,
+        sample, detail=True, sort=sub.sort, reverse=sub.reverse, rows=tuple(shown),
+        matched=matched, offset=sample.offset + start,
         omitted=max(0, matched - len(shown)),
     )
 

@@ -1,7 +1,8 @@
 """Runs what the command pane (and the kill key) ask for, against the feed.
 
 Mutating commands (``MUTATING``: send, spawn, kill) are written to the audit
-log with their outcome. Every failure, a node's typed error or anything the
+log with their outcome; in a read-only app they are refused here, with a
+message, and nothing reaches the feed. Every failure, a node's typed error or anything the
 feed raises, ends up as one line on the message line.
 """
 
@@ -56,6 +57,9 @@ class Shell:
             return
         except CommandError as e:  # a term no node could be sent: nothing is sent
             app.say(e.message, error=True)
+            return
+        if app.readonly and isinstance(command, Send | Spawn | Kill):
+            self.refuse(type(command).__name__.lower())
             return
         match command:
             case Send(dest, msg):
@@ -137,9 +141,17 @@ class Shell:
             answered,
         )
 
+    def refuse(self, cmd: str) -> None:
+        """Say that ``cmd`` is not available in a read-only app."""
+        self.app.say(f"read-only: {cmd} is disabled (rusm top --readonly, or an observer "
+                     "certificate); nothing was sent", error=True)
+
     async def mutate(self, line: str, cmd: str, **args: Any) -> None:
         """Run a command that changes the node, say how it went, audit it."""
         assert cmd in MUTATING
+        if self.app.readonly:  # every path to the node passes here
+            self.refuse(cmd)
+            return
         try:
             result = await self.app.feed.command(cmd, **args)
         except Exception as e:

@@ -10,7 +10,8 @@ Specified in docs/PROTOCOL.md, "Observe channel".
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -18,9 +19,13 @@ from rusm.actors.errors import RusmError
 from rusm.net.terms import decode_term, encode_term
 
 __all__ = [
+    "ASCENDING",
     "COMMANDS",
+    "MAX_LIMIT",
+    "MAX_OFFSET",
     "MUTATING",
     "OBSERVE_VERSION",
+    "SORTS",
     "SORT_KEYS",
     "CommandError",
     "Feed",
@@ -32,13 +37,20 @@ __all__ = [
     "Totals",
     "decode",
     "encode",
+    "matches",
+    "select",
 ]
 
 OBSERVE_VERSION = 1
 
-SORT_KEYS = ("mailbox", "received", "sent", "links", "monitors", "pid", "label", "age")
-"""Sort keys of a subscription. Numeric keys sort largest first; ``pid``
-and ``label`` sort ascending; ``age`` puts the oldest process first."""
+_PID = re.compile(r"<(.*)\.(\d+)>")
+
+
+def _pid_order(pid: str) -> tuple[str, int, str]:
+    m = _PID.fullmatch(pid)
+    return (m.group(1), int(m.group(2)), "") if m else ("", 0, pid)
+
+
 
 COMMANDS = ("subscribe", "detail", "send", "spawn", "kill", "exit", "info", "nodes", "names")
 """Commands a client may send (see docs/PROTOCOL.md for their arguments)."""
@@ -48,6 +60,8 @@ MUTATING = frozenset({"send", "spawn", "kill", "exit"})
 
 MAX_LIMIT = 1000
 """The most process rows one sample carries."""
+MAX_OFFSET = 10_000_000
+"""The most rows a subscription may skip."""
 
 
 class CommandError(RusmError):
@@ -75,10 +89,16 @@ class Subscription:
     detail: bool = True
     """Whether samples carry process rows."""
     sort: str = "mailbox"
+    """One of SORT_KEYS."""
+    reverse: bool = False
+    """Whether to reverse the sort (applied before ``offset`` and ``limit``)."""
+    offset: int = 0
+    """Rows of the sorted, filtered list to skip (0 … MAX_OFFSET): paging."""
     limit: int = 50
     """Most rows per sample (0 … MAX_LIMIT)."""
     filter: str = ""
-    """Case-insensitive substring of a row's pid, label or a name."""
+    """Case-insensitive substring of a row's pid, label or a name; a leading
+    ``!`` negates it (see :func:`matches`)."""
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``changes`` after checking every one; raises CommandError."""
@@ -90,9 +110,13 @@ class Subscription:
                 if not 0.1 <= value <= 60:
                     raise CommandError("bad_request", "interval must be between 0.1 and 60 s")
                 checked[key] = float(value)
-            elif key == "detail":
+            elif key in ("detail", "reverse"):
                 if not isinstance(value, bool):
-                    raise CommandError("bad_request", "detail must be true or false")
+                    raise CommandError("bad_request", f"{key} must be true or false")
+                checked[key] = value
+            elif key == "offset":
+                if type(value) is not int or not 0 <= value <= MAX_OFFSET:
+                    raise CommandError("bad_request", f"offset must be an int, 0 … {MAX_OFFSET}")
                 checked[key] = value
             elif key == "sort":
                 if value not in SORT_KEYS:
@@ -126,11 +150,72 @@ class ProcessRow:
     monitors: int
     """Monitors this process holds plus monitors held on it."""
     status: str
-    """``running``, ``waiting`` (in receive) or ``exiting``."""
+    """``running``, ``waiting`` (in receive) or ``exiting``; a UI may show a
+    row it keeps after its process went as ``exited``."""
     received: int
     sent: int
     age: float
     """Seconds since spawn."""
+
+
+def _text(value: str | None) -> tuple[bool, str]:
+    return (not value, (value or "").lower())
+
+
+def _largest(value: float) -> float:
+    return -value
+
+
+SORTS: dict[str, Callable[[ProcessRow], Any]] = {
+    "mailbox": lambda r: _largest(r.mailbox),
+    "received": lambda r: _largest(r.received),
+    "sent": lambda r: _largest(r.sent),
+    "links": lambda r: _largest(r.links),
+    "monitors": lambda r: _largest(r.monitors),
+    "pid": lambda r: _pid_order(r.pid),
+    "label": lambda r: _text(r.label),
+    "status": lambda r: _text(r.status),
+    "names": lambda r: _text(", ".join(r.names)),
+    "age": lambda r: _largest(r.age),
+}
+"""Sort key -> the value it orders rows by, in their natural order: numbers
+largest first, ``age`` oldest first, text (pid, label, status, names) A to Z
+with empty text last. The node, replays and the UIs all use this one table."""
+SORT_KEYS = tuple(SORTS)
+"""Sort keys of a subscription, in the order ``s`` cycles through them."""
+ASCENDING = frozenset({"pid", "label", "status", "names"})
+"""Sort keys whose natural order is A to Z (the others: largest first)."""
+
+
+def matches(row: ProcessRow, filter: str) -> bool:
+    """Whether ``row`` passes ``filter``: a case-insensitive substring of its
+    pid, label or a name; ``!text`` passes the rows that do not contain it."""
+    negate = filter.startswith("!")
+    needle = (filter[1:] if negate else filter).lower()
+    if not needle:
+        return True
+    found = (
+        needle in row.pid.lower()
+        or (row.label is not None and needle in row.label.lower())
+        or any(needle in name.lower() for name in row.names)
+    )
+    return found != negate
+
+
+def select(
+    rows: Iterable[ProcessRow], sub: Subscription, *, ordered: bool = False
+) -> tuple[list[ProcessRow], int]:
+    """The rows ``sub`` shows, and how many passed its filter: filtered,
+    sorted by ``sub.sort`` (ties in pid order), reversed if asked (ties stay
+    in pid order), then the ``sub.limit`` rows from ``sub.offset`` on.
+    Reversal comes before the cap, so a reversed sort shows the last of all
+    rows, not of the first N. ``ordered``: the rows already are in ``sub``'s
+    order (as a node sent them), keep it."""
+    passed = [r for r in rows if matches(r, sub.filter)] if sub.filter else list(rows)
+    if not ordered:
+        passed.sort(key=lambda r: _pid_order(r.pid))
+        passed.sort(key=SORTS[sub.sort], reverse=sub.reverse)
+    return passed[sub.offset : sub.offset + sub.limit], len(passed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +264,14 @@ class Sample:
     matched: int
     """Processes that pass the filter (all of them without one)."""
     omitted: int
-    """Matched processes not shown because of the row limit."""
+    """Matched processes not shown (before ``offset`` or past the limit)."""
     history: History | None = None
+    reverse: bool = False
+    offset: int = 0
+    """Position of the first row among the ``matched`` (paging)."""
+    exited: tuple[str, ...] = ()
+    """Pids of the previous sample's rows whose processes have exited since
+    (a row that is missing but not here only left the window)."""
 
     def to_wire(self) -> dict[str, Any]:
         d = asdict(self)
@@ -215,6 +306,9 @@ class Sample:
                 matched=int(d["matched"]),
                 omitted=int(d["omitted"]),
                 history=history,
+                reverse=bool(d.get("reverse", False)),
+                offset=int(d.get("offset", 0)),
+                exited=tuple(str(p) for p in d.get("exited", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CommandError("bad_request", f"malformed sample: {e}") from e
@@ -241,7 +335,7 @@ class Feed(Protocol):
     def __aiter__(self) -> AsyncIterator[Sample | FeedStatus]: ...
 
     async def subscribe(self, **changes: Any) -> None:
-        """Change the subscription (interval, detail, sort, limit, filter)."""
+        """Change the subscription (interval, detail, sort, reverse, offset, limit, filter)."""
 
     async def command(self, cmd: str, **args: Any) -> Any:
         """Run one command on the node; raises CommandError with its message."""

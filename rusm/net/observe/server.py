@@ -7,6 +7,13 @@ WebSocket guardrails (see docs/OPERATIONS.md): the token in an
 not loopback (DNS rebinding): 403; two ``Host`` or ``Authorization`` headers
 (which one would count?): 400; no compression; ``max_size`` for commands;
 at most ``max_observers`` at once (503 beyond).
+
+Access: a WebSocket client holds the node's token, which only the node's
+owner can read: full access. A QUIC attacher has the role its certificate
+grants (:func:`rusm.net.tls.role_of`): an observer certificate may watch
+(poll samples, subscribe, info, nodes, names) but every command in
+``MUTATING`` or ``connect`` is refused with a ``read_only`` CommandError, and
+nothing is done.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from ..errors import RemoteError
 from ..link import LinkProtocol
 from ..node import ClusterNode
 from ..terms import TermTooLarge, UnsendableTerm
-from .protocol import OBSERVE_VERSION, CommandError, decode, encode
+from ..tls import is_read_only
+from .protocol import MUTATING, OBSERVE_VERSION, CommandError, decode, encode
 from .session import Session, observatory
 
 __all__ = ["ObserveServer", "serve_attachers", "serve_observe"]
@@ -39,6 +47,9 @@ MAX_OBSERVERS = 16
 SINGLE_HEADERS = ("Host", "Authorization")
 """Headers a request may carry once: with two, the checks could read one
 value and another layer the other (and ``headers.get`` raises)."""
+READ_ONLY_REFUSED = MUTATING | {"connect"}
+"""Commands an observer certificate may not run: whatever changes the node
+(what UIs confirm and audit) and linking it to a new peer."""
 QUIC_MAX_SAMPLE = 60 * 1024
 """A sample sent over the control RPC must fit one control frame (64 KiB):
 rows are dropped (and counted as omitted) until it does."""
@@ -204,18 +215,19 @@ async def serve_observe(
 
 def serve_attachers(node: ClusterNode) -> None:
     """Answer ``observe`` control requests: peers (hidden attachers) get the
-    same samples and commands as WebSocket clients. One session per peer."""
+    same samples and commands as WebSocket clients. One session per peer,
+    with the role its certificate grants, read when the session starts."""
     obs = observatory(node)
-    sessions: dict[str, tuple[LinkProtocol, Session]] = {}
+    sessions: dict[str, tuple[LinkProtocol, Session, str]] = {}
 
     def handle(peer: LinkProtocol, args: tuple[Any, ...]) -> Any:
-        for name in [n for n, (p, _) in sessions.items() if node.link_to(n) is not p]:
+        for name in [n for n, (p, _, _) in sessions.items() if node.link_to(n) is not p]:
             del sessions[name]  # peers that went away
         assert peer.name is not None
         entry = sessions.get(peer.name)
         if entry is None or entry[0] is not peer:
-            entry = sessions[peer.name] = (peer, Session(obs))
-        session = entry[1]
+            entry = sessions[peer.name] = (peer, Session(obs), peer.role)
+        _, session, role = entry
         if len(args) != 1 or not isinstance(args[0], dict):
             raise RemoteError.from_wire("bad_request", "observe takes one message map")
         message = args[0]
@@ -223,12 +235,27 @@ def serve_attachers(node: ClusterNode) -> None:
             if message.get("t") == "poll":
                 return _fitted(session)
             if message.get("t") == "cmd":
+                if is_read_only(role):
+                    _check_read_only(node, peer.name, message.get("cmd"))
                 return session.handle(message)
             raise CommandError("bad_request", f"unknown message type {message.get('t')!r}")
         except CommandError as e:
             raise RemoteError.from_wire(e.kind, e.message) from e
 
     node.handle_requests("observe", handle)
+
+
+def _check_read_only(node: ClusterNode, peer: str, cmd: Any) -> None:
+    """Raise a ``read_only`` CommandError if an observer may not run ``cmd``."""
+    if cmd in READ_ONLY_REFUSED:
+        log.warning("observe: refused %s from %s: it attached with an observer certificate",
+                    cmd, peer)
+        raise CommandError(
+            "read_only",
+            f"{cmd}: refused, {peer} attached to {node.name} with an observer certificate "
+            "(read-only): it may watch but not send, spawn, kill or connect; attach with "
+            "a node certificate to operate",
+        )
 
 
 def _fitted(session: Session) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from rusm.net.observe.protocol import SORT_KEYS
 from rusm.tui.commands import USAGE
+from rusm.tui.screens.main import LIMIT_USAGE
 
 __all__ = ["KEYS", "HelpScreen"]
 
@@ -20,11 +21,12 @@ Section = tuple[str, tuple[tuple[str, str], ...]]
 
 KEYS: tuple[Section, ...] = (
     ("main screen", (
-        ("↑ ↓ pgup pgdn", "move (mouse: click a row)"),
+        ("↑ ↓ pgup pgdn", "move; past the page: more"),
+        ("home / end", "first / last process"),
         ("enter", "open the process (or click)"),
-        ("s / S", "next / previous sort key"),
-        ("click a header", "sort by that column"),
-        ("/", "filter by pid, label or name"),
+        ("s / S", "next sort key / reverse"),
+        ("click a header", "sort by it; again: reverse"),
+        ("/", "filter pid, label, name; !x: not x"),
         ("d", "detail on/off: rows or totals"),
         ("space", "pause / resume (jump to now)"),
         ("k", "kill the selected process"),
@@ -81,7 +83,7 @@ def _grid(sections: tuple[Section, ...]) -> Group:
 
 def _commands() -> Group:
     lines = [Text(""), Text("commands", style="bold underline")]
-    lines += [Text(usage, style="bold") for usage in USAGE.values()]
+    lines += [Text(usage, style="bold") for usage in (*USAGE.values(), LIMIT_USAGE)]
     lines += [Text(note, style="dim") for note in NOTES]
     return Group(_grid(SHELL), *lines)
 
