@@ -8,8 +8,6 @@ certificates from a real cluster CA. Tests wait on events, never on sleeps.
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +19,12 @@ from cryptography.hazmat.primitives import serialization
 from rusm.actors import Down, Runtime
 from rusm.cli.top import top_command
 from rusm.net import ClusterCa, ClusterNode
-from rusm.net.directory import NodeDirectory, NodeEntry
 from rusm.net.errors import RemoteError
 from rusm.net.observe import (
     CommandError,
     ObserveClient,
     Subscription,
     connect,
-    serve_attachers,
-    serve_observe,
 )
 from rusm.net.tls import (
     OBSERVER_URI,
@@ -42,11 +37,11 @@ from rusm.net.tls import (
 )
 from rusm.tui.app import READ_ONLY, TopApp, make_app
 
+from . import test_observe as observe
 from .helpers import EVENT_TIMEOUT, idle, probe, until
 from .tui_helpers import FakeFeed, drained, london_samples
 
 LOCAL = ("127.0.0.1", 0)
-TOKEN = "readonly-test-token-0123456789abcdefghij"
 
 
 @pytest.fixture(scope="module")
@@ -118,27 +113,9 @@ def test_an_observer_certificate_may_attach_hidden_but_not_join_as_a_node(ca: Cl
 # -- the node enforces it ------------------------------------------------------
 
 
-class Site:
-    """Node london, its WebSocket channel, attachers; all closed at the end."""
-
-    def __init__(self, ca: ClusterCa, home: Path) -> None:
-        self.ca, self.home = ca, home
-        self.nodes: list[ClusterNode] = []
-        self.clients: list[ObserveClient] = []
-        self.node: ClusterNode
-
-    async def start(self) -> None:
-        self.node = await self.bind("london")
-        server = await serve_observe(self.node, token=TOKEN)
-        NodeDirectory(self.home).claim(NodeEntry(
-            name="london", os_pid=os.getpid(), cluster=self.node.local_addr(),
-            observe=server.local_addr(), token=TOKEN, started=time.time(),
-        ))
-        serve_attachers(self.node)
-
-    @property
-    def rt(self) -> Runtime:
-        return self.node.runtime
+class Site(observe.Site):
+    """test_observe's site (london, its WebSocket channel, its directory entry),
+    whose certificates may carry a role, with QUIC and local attachers."""
 
     async def bind(self, name: str, role: str = ROLE_NODE, hidden: bool = False) -> ClusterNode:
         node = await ClusterNode.bind(
@@ -159,12 +136,6 @@ class Site:
                           reconnect=False)
         self.clients.append(c)
         return c
-
-    async def close(self) -> None:
-        for c in self.clients:
-            await c.close()
-        for node in self.nodes:
-            await node.close()
 
 
 @pytest.fixture
