@@ -70,7 +70,7 @@ def nested(depth: int) -> list[Any]:
     return value
 
 
-HELLO = encode_frame(Hello(PROTOCOL_VERSION, "evil", False))
+HELLO = encode_frame(Hello(PROTOCOL_VERSION, "evil", False, 0))
 
 CASES = {
     "malformed msgpack before the hello": ([frame(b"\xc1\xc1\xc1")], ErrorCode.MALFORMED_FRAME),

@@ -314,7 +314,7 @@ async def test_a_client_presenting_no_certificate_is_refused_by_the_listener(
             else:
                 # Push a hello and a message anyway: neither may reach the node.
                 _, control = await client.create_stream()
-                control.write(encode_frame(Hello(PROTOCOL_VERSION, "tokyo", False)))
+                control.write(encode_frame(Hello(PROTOCOL_VERSION, "tokyo", False, 0)))
                 _, pair = await client.create_stream(is_unidirectional=True)
                 pair.write(encode_frame(Msg(Pid("tokyo", 1), "greeter", "let me in")))
             await client.wait_closed()

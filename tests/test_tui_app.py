@@ -272,13 +272,26 @@ async def test_a_disconnected_feed_is_shown_and_the_next_samples_fill_the_screen
     audit: Path,
 ) -> None:
     first, second = london_samples(2)
+    now = [CLOCK]
     feed = FakeFeed([first, FeedStatus("disconnected", "connection lost; retrying in 2 s")])
-    async with top(feed, audit).run_test() as pilot:
+    async with make_app(feed, audit_path=audit, clock=lambda: now[0]).run_test() as pilot:
         app = await started(pilot, feed)
         header = str(app.main.query_one("#header").render())
-        assert "disconnected: connection lost; retrying in 2 s" in header
-        assert app.main.has_class("-down")
-        feed.push(FeedStatus("connecting"), FeedStatus("connected"), second)
+        assert "disconnected (last sample 0s ago): connection lost; retrying in 2 s" in header
+        assert app.main.has_class("-down")  # the table and charts are dimmed
+        now[0] += 75  # the age goes on without a sample: the app's tick redraws it
+        for _ in range(100):  # the tick comes once a second; 5 s at most
+            if "last sample 1m15s ago" in str(app.main.query_one("#header").render()):
+                break
+            await pilot.pause(0.05)
+        assert "last sample 1m15s ago" in str(app.main.query_one("#header").render())
+        assert "STALE: the last sample, 1m15s old" in str(
+            app.main.query_one("#status-line").render())
+        feed.push(FeedStatus("connecting", "reconnecting (attempt 1)"))
+        await drained(pilot, feed)
+        assert app.main.has_class("-down")  # reconnecting is not live either
+        assert "connecting (last sample 1m15s ago)" in str(app.main.query_one("#header").render())
+        feed.push(FeedStatus("connected"), second)
         await drained(pilot, feed)
         assert "● connected" in str(app.main.query_one("#header").render())
         assert not app.main.has_class("-down")

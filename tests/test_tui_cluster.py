@@ -253,7 +253,8 @@ async def test_a_status_message_is_its_own_field_of_the_header(tmp_path: Path) -
         feed.push(FeedStatus("disconnected", "connection lost; retrying in 2 s"))
         await drained(pilot, feed)
         first = header_text(app).splitlines()[0]
-        assert "disconnected: connection lost; retrying in 2 s · up 1h01m" in first
+        assert ("disconnected (last sample 0s ago): connection lost; retrying in 2 s · up 1h01m"
+                in first)
 
 
 async def test_a_replay_says_replay_with_the_recordings_time_and_position(

@@ -176,5 +176,10 @@ def test_help_screen(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
 
 def test_disconnected_state(snap_compare: SnapCompare, tmp_path: Path) -> None:
-    feed = ReplayFeed(LONDON_DOWN)
-    assert snap_compare(app_for(feed, tmp_path), terminal_size=SIZE, run_before=replayed(feed))
+    # A live feed whose node went away: the figures are marked stale.
+    feed = FakeFeed(read_recording(LONDON_DOWN))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await drained(pilot, feed)
+
+    assert snap_compare(app_for(feed, tmp_path), terminal_size=SIZE, run_before=run_before)

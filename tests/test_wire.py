@@ -61,7 +61,7 @@ from rusm.net.wire import (
 LONDON = Pid("london", 42)
 TOKYO = Pid("tokyo", 7)
 REF = Ref("london", 9)
-HELLO = Hello(PROTOCOL_VERSION, "london", False)
+HELLO = Hello(PROTOCOL_VERSION, "london", False, 4370)
 
 CONTROL_FRAMES: list[Frame] = [
     HELLO,
@@ -371,7 +371,8 @@ def test_a_frame_over_the_senders_limit_is_refused_at_the_sender() -> None:
         Monitor(LONDON, TOKYO, "not a ref"),  # type: ignore[arg-type]
         Gossip("replace", ()),
         Gossip("add", (("svc", "not a pid"),)),  # type: ignore[arg-type]
-        Hello(1, "two words", False),
+        Hello(1, "two words", False, 0),
+        Hello(1, "london", False, 70000),
         Request(-1, "m", ()),
         Request(1, "m", [1]),  # type: ignore[arg-type]
         Response(1, False, "not (error_type, message)"),
@@ -646,9 +647,18 @@ def test_a_hello_of_another_version_is_a_version_mismatch_whatever_follows_the_v
     error = assert_rejected(
         VersionMismatch,
         ErrorCode.VERSION_MISMATCH,
-        lambda: decoder.receive_data(framed(ormsgpack.packb([1, 3, "london", False, "new"]))),
+        # Version 2's Hello had three fields; a later one may have any.
+        lambda: decoder.receive_data(framed(ormsgpack.packb([1, 2, "london", False]))),
     )
-    assert "version 3" in str(error)
+    assert "version 2" in str(error)
+    error = assert_rejected(
+        VersionMismatch,
+        ErrorCode.VERSION_MISMATCH,
+        lambda: control_decoder().receive_data(
+            framed(ormsgpack.packb([1, 4, "london", False, 4370, "new"]))
+        ),
+    )
+    assert "version 4" in str(error)
 
 
 def test_a_pair_frame_on_the_control_stream_is_a_protocol_violation() -> None:

@@ -12,7 +12,17 @@ from . import cli
 from .node import load_identity
 
 
-async def run_top(
+async def run_top(target: str | None, **options: Any) -> None:
+    """Attach to ``target`` (or replay a recording) and run the app until quit
+    (the options are :func:`top_app`'s)."""
+    app = await top_app(target, **options)
+    try:
+        await app.run_async()
+    finally:
+        await app.feed.close()
+
+
+async def top_app(
     target: str | None,
     *,
     identity: Any = None,
@@ -21,12 +31,14 @@ async def run_top(
     replay: Path | None = None,
     home: Path | None = None,
     readonly: bool = False,
-) -> None:
-    """Attach to ``target`` (or replay a recording) and run the app until quit.
+) -> Any:
+    """The app ``rusm top`` runs, attached to ``target`` (or replaying a
+    recording), with Enter in the cluster view wired to attach to another node.
 
     ``readonly`` hides and refuses send, spawn and kill; an observer
     identity implies it (the node would refuse them anyway)."""
-    from ..net.observe import AttachError, Subscription, connect, parse_target
+    from ..net.directory import NodeDirectory, NoSuchNode
+    from ..net.observe import AttachError, Subscription, connect
     from ..net.tls import is_read_only
     from ..tui.app import make_app
     from ..tui.feeds import ReplayFeed
@@ -37,23 +49,47 @@ async def run_top(
     else:
         assert target is not None
         feed = await connect(target, identity=identity, home=home, subscription=sub)
-    remote = target is not None and parse_target(target)[1] is not None
 
     async def attach(node: str) -> None:
-        if remote or replay is not None:
-            raise AttachError(
-                f"{node} is not a node of this machine: rusm top {node}@HOST:PORT --identity DIR"
-            )
+        # A node of this machine through its directory entry; any other
+        # through the attached node, which knows where its peers listen,
+        # with the same identity.
+        if replay is not None:
+            raise AttachError("a replay has no node to attach from: rusm top "
+                              f"{node} (or {node}@HOST:PORT --identity DIR)")
         sub = Subscription(interval=interval, limit=200)
-        new = await connect(node, home=home, subscription=sub)
+        try:
+            NodeDirectory(home).lookup(node)
+        except NoSuchNode:
+            address = await peer_address(app.feed, node)
+            if identity is None:
+                raise AttachError(
+                    f"{node} is not a node of this machine; attaching to it at {address} "
+                    f"needs a cluster identity: rusm top {node}@{address} --identity DIR"
+                ) from None
+            new = await connect(f"{node}@{address}", identity=identity, subscription=sub)
+        else:
+            new = await connect(node, home=home, subscription=sub)
         await app.attach_feed(new)
 
     readonly = readonly or (identity is not None and is_read_only(identity.role))
     app = make_app(feed, record_path=record, on_attach=attach, readonly=readonly)
+    return app
+
+
+async def peer_address(feed: Any, node: str) -> str:
+    """Where ``node`` listens, as the attached node knows it (``host:port``);
+    raises AttachError if it does not."""
+    from ..net.observe import AttachError
+
     try:
-        await app.run_async()
-    finally:
-        await app.feed.close()
+        peers = await feed.command("nodes", detail=True)
+    except Exception as e:
+        raise AttachError(f"cannot ask for the address of {node}: {e}") from e
+    for peer in peers if isinstance(peers, list) else ():
+        if isinstance(peer, dict) and peer.get("node") == node and peer.get("address"):
+            return str(peer["address"])
+    raise AttachError(f"{node} is not connected to {feed.target}: no address to attach to")
 
 
 @cli.command("top")

@@ -80,6 +80,7 @@ __all__ = [
     "UnknownFrame",
     "UnsendableTerm",
     "VersionMismatch",
+    "describe_close",
 ]
 
 
@@ -194,9 +195,12 @@ class ClusterError(RusmError):
 class NodeNotConnected(ClusterError, LookupError):
     """Raised when an operation names a node this node has no link to."""
 
-    def __init__(self, node: str) -> None:
-        super().__init__(f"not connected to node {node!r}")
+    def __init__(self, node: str, reason: str = "") -> None:
+        said = f"; the link was lost: {reason}" if reason else ""
+        super().__init__(f"not connected to node {node!r}{said}")
         self.node = node
+        self.reason = reason
+        """Why the last link to ``node`` dropped, when this node knows."""
 
 
 class LinkRejected(ClusterError, ConnectionError):
@@ -309,3 +313,15 @@ class InvalidIdentity(TlsError, ValueError):
 
 
 _BY_KIND: dict[str, type[RemoteError]] = {c.kind: c for c in (UnknownFactory, SpawnFailed)}
+
+
+_ENGINE_IDLE = "Idle timeout"
+"""The engine's close reason when a connection heard nothing for its idle timeout."""
+
+
+def describe_close(code: int, reason: str) -> str:
+    """Why a link dropped, in words (``code`` and ``reason`` as the
+    connection closed): the engine's idle timeout says what it means."""
+    if reason == _ENGINE_IDLE:
+        return "idle timeout: the peer stopped answering"
+    return reason or f"closed with code {code}"

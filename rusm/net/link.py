@@ -41,6 +41,7 @@ from .errors import (
     LinkRejected,
     NodeNotConnected,
     RemoteError,
+    describe_close,
 )
 from .terms import TermTooLarge, UnsendableTerm
 from .tls import ROLE_OBSERVER, PeerRejected, is_read_only, verify_peer
@@ -143,6 +144,8 @@ class LinkProtocol:
         self.up_at = float("inf")
         self.name: str | None = None
         self.hidden = False
+        self.port = 0
+        """The UDP port the peer listens on, from its hello (0: it does not)."""
         self.role = ROLE_OBSERVER
         """What the peer's certificate grants, once its hello is checked
         (an observer may attach, hidden, and watch; nothing more)."""
@@ -176,7 +179,11 @@ class LinkProtocol:
         """The TLS handshake completed (the peer's certificate chained to our
         anchor). The connector speaks first."""
         if self.outbound:
-            self.send_control(Hello(PROTOCOL_VERSION, self.node.name, self.node.hidden))
+            self.send_control(self._our_hello())
+
+    def _our_hello(self) -> Hello:
+        node = self.node
+        return Hello(PROTOCOL_VERSION, node.name, node.hidden, node.listen_port)
 
     def receive_control(self, data: bytes, end: bool) -> None:
         """Bytes of the control stream."""
@@ -252,7 +259,7 @@ class LinkProtocol:
         self.state = LinkState.CLOSED
         for fut in self._rpc.values():
             if not fut.done():
-                fut.set_exception(NodeNotConnected(self.name or "?"))
+                fut.set_exception(NodeNotConnected(self.name or "?", describe_close(code, reason)))
         self._rpc.clear()
         self._lanes_in.clear()
         self._control_out.clear()
@@ -415,12 +422,12 @@ class LinkProtocol:
             raise CertificateRejected(e.reason) from e
         if hello.node == node.name:
             raise DuplicateNode(f"a node named {hello.node!r} is already connected (this one)")
-        self.name, self.hidden = hello.node, hello.hidden
+        self.name, self.hidden, self.port = hello.node, hello.hidden, hello.port
         if not self.outbound:
             # Our hello goes first, even to a duplicate: a connector that is
             # refused learns whom it reached (its connect() then sees the
             # node already linked). Up only on the connector's HelloAck.
-            self.send_control(Hello(PROTOCOL_VERSION, node.name, node.hidden))
+            self.send_control(self._our_hello())
             self._check_duplicate()
             self._accepted = True
             return

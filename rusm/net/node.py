@@ -40,6 +40,7 @@ from .errors import (
     TermTooLarge,
     UnknownFactory,
     UnsendableTerm,
+    describe_close,
 )
 from .link import LinkProtocol
 from .messages import NodeDown
@@ -141,6 +142,9 @@ class ClusterNode:
         self._server: QuicServer | None = None
         self._spawnables: dict[str, Body] = {}
         self._node_watchers: dict[str, list[Pid]] = {}
+        self._gone: dict[str, str] = {}
+        """Why the link to each node that is down now dropped (the latest
+        ``_GONE_KEPT`` nodes), for the errors of whoever asks for it later."""
         self._closing = False
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._handlers: dict[str, Callable[[LinkProtocol, tuple[Any, ...]], Any]] = {}
@@ -218,6 +222,14 @@ class ClusterNode:
         assert self._server is not None and self._server._transport is not None
         host, port = self._server._transport.get_extra_info("sockname")[:2]
         return host, port
+
+    @property
+    def listen_port(self) -> int:
+        """The UDP port this node accepts links on; 0 for a hidden node or
+        one that is not bound (its hello says so)."""
+        if self.hidden or self._server is None or self._server._transport is None:
+            return 0
+        return self.local_addr()[1]
 
     async def connect(self, addr: Address) -> RemoteNode:
         """Link to the node at ``addr`` (like ``net_kernel:connect_node``).
@@ -331,6 +343,7 @@ class ClusterNode:
         """Both hellos accepted: ``peer`` is connected."""
         assert peer.name is not None
         self._peers[peer.name] = peer
+        self._gone.pop(peer.name, None)
         if not peer.hidden:
             peer.gossip("sync", self.registry.entries())
         hidden = " (hidden)" if peer.hidden else ""
@@ -353,23 +366,27 @@ class ClusterNode:
             return
         del self._peers[peer.name]
         log.info("node %s: link to %s down (%s, code %d)", self.name, peer.name, reason, code)
+        why = describe_close(code, reason)
+        self._gone[peer.name] = why
+        while len(self._gone) > _GONE_KEPT:
+            del self._gone[next(iter(self._gone))]
         self.runtime.node_down(peer.name)
         self.registry.node_down(peer.name)
         for watcher in self._node_watchers.pop(peer.name, []):
-            self.runtime.send(watcher, NodeDown(peer.name))
+            self.runtime.send(watcher, NodeDown(peer.name, why))
 
     def monitor_node(self, node: str, watcher: Pid) -> None:
         """Send ``NodeDown(node)`` to ``watcher`` once, when the link to ``node``
         drops (at once if there is none), like ``erlang:monitor_node/2``."""
         if node not in self._peers:
-            self.runtime.send(watcher, NodeDown(node))
+            self.runtime.send(watcher, NodeDown(node, self._gone.get(node, "not connected")))
         else:
             self._node_watchers.setdefault(node, []).append(watcher)
 
     def _peer(self, node: str) -> LinkProtocol:
         peer = self._peers.get(node)
         if peer is None:
-            raise NodeNotConnected(node)
+            raise NodeNotConnected(node, self._gone.get(node, ""))
         return peer
 
     # -- messages --------------------------------------------------------------
@@ -497,7 +514,8 @@ class ClusterNode:
 
     def link_stats(self, node: str) -> dict[str, Any] | None:
         """The link to ``node`` as an observer sees it, or None if it is not up:
-        ``address`` (``host:port``), ``state``, ``hidden``, ``up_for`` (seconds)
+        ``address`` (``host:port`` where it listens for links: the link's
+        source host and the port its hello gave), ``state``, ``hidden``, ``up_for`` (seconds)
         and ``rtt`` (the last keepalive ping's round trip in seconds; None
         until one came back)."""
         peer = self._peers.get(node)
@@ -506,9 +524,13 @@ class ClusterNode:
         link = self._links.get(peer)
         remote = link.remote if link is not None else None
         rtt = link.rtt if link is not None else None
+        address = None
+        if remote is not None:  # where it listens: its source host, the port it said
+            host = f"[{remote[0]}]" if ":" in remote[0] else remote[0]
+            address = f"{host}:{peer.port or remote[1]}"
         return {
             "node": node,
-            "address": f"{remote[0]}:{remote[1]}" if remote else None,
+            "address": address,
             "state": peer.state.value,
             "hidden": peer.hidden,
             "up_for": round(max(0.0, time.monotonic() - peer.up_at), 3),
@@ -579,6 +601,9 @@ class RemoteNode:
 
     async def process_info(self, pid: Pid) -> dict[str, Any] | None:
         return await self.node.remote_process_info(self.name, pid)
+
+
+_GONE_KEPT = 256
 
 
 def _short_reason(reason: Any) -> str:

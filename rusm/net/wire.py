@@ -100,9 +100,10 @@ __all__ = [
     "reason_term",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """Sent in Hello; a peer with another version is refused (VERSION_MISMATCH).
-Version 2: pair frames ride lanes and carry no sequence numbers."""
+Version 2: pair frames ride lanes and carry no sequence numbers. Version 3:
+``Hello`` says the port the sender listens on."""
 ALPN = "rusm/1"
 """The TLS ALPN protocol id of a RUSM link."""
 
@@ -176,6 +177,11 @@ class Hello(ControlFrame):
     hidden: bool
     """The sender is a tool (an attaching client), not a cluster member, like
     Erlang's hidden nodes."""
+    port: int
+    """The UDP port the sender listens on for links (0: none, a hidden node),
+    so that its peers know its address (the link's source host, this port)
+    even when it connected to them: an observer attached to one node can
+    attach to the others through it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +343,7 @@ _RULES: dict[str, tuple[_Check, str]] = {
     "version": (_is_uint, "an int >= 0"),
     "node": (is_node_name, "a node name (1-255 characters, no whitespace, < or >)"),
     "hidden": (lambda v: type(v) is bool, "a bool"),
+    "port": (lambda v: type(v) is int and 0 <= v <= 65535, "a port number (0 … 65535)"),
     "op": (lambda v: type(v) is str and v in GOSSIP_OPS, "one of 'sync', 'add', 'remove'"),
     "entries": (_is_entries, "a tuple of (name: str, pid: Pid) tuples"),
     "id": (_is_uint, "an int >= 0"),

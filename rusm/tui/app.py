@@ -70,11 +70,11 @@ class TopApp(App[None]):
         if readonly:
             self.sub_title = READ_ONLY
         self.feed = feed
-        self.model = TopModel()
+        self.clock = clock
+        self.model = TopModel(clock=clock)
         self.view = replace(feed.subscription)
         """The subscription as this app last set it."""
         self.paused = False
-        self.clock = clock
         self.on_attach = on_attach
         self.completions = Completions()
         self.shell = Shell(self, audit)
@@ -106,6 +106,7 @@ class TopApp(App[None]):
 
     def on_mount(self) -> None:
         self._consume(self.feed)
+        self.set_interval(1.0, self._tick)
         if self.readonly:
             self._main.add_class("-readonly")
             # After the first refresh: the main screen composes its pane then.
@@ -137,7 +138,7 @@ class TopApp(App[None]):
     async def attach_feed(self, feed: Feed) -> None:
         """Replace the feed (attach to another node); the screen starts over."""
         old, self.feed = self.feed, feed
-        self.model = TopModel()
+        self.model = TopModel(clock=self.clock)
         self.view = replace(feed.subscription)
         self._consume(feed)
         await self._close(old)
@@ -146,6 +147,11 @@ class TopApp(App[None]):
     @on(FeedUpdated)
     def _feed_updated(self) -> None:
         self._render()
+
+    def _tick(self) -> None:
+        # Old figures say how old, second by second, while no sample comes.
+        if self.model.stale:
+            self._render()
 
     def _render(self) -> None:
         for screen in self.screen_stack:

@@ -9,8 +9,9 @@ read by the widgets when they render. The UI may skip rendering samples
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rusm.net.observe.protocol import FeedStatus, Sample
 
@@ -43,8 +44,14 @@ def trend(values: Sequence[int], width: int = 8) -> str:
 class TopModel:
     """The latest sample, the connection state and the charts' series."""
 
-    def __init__(self, points: int = HISTORY_POINTS) -> None:
+    def __init__(
+        self, points: int = HISTORY_POINTS, clock: Callable[[], float] = time.time
+    ) -> None:
         self.points = points
+        self.clock = clock
+        """Seconds, for the age of a sample: the app's clock (``time.time``)."""
+        self.received_at: float | None = None
+        """When the latest sample arrived (``clock()``)."""
         self.sample: Sample | None = None
         self.status = FeedStatus("connecting", "waiting for the first sample")
         self.processes: deque[int] = deque(maxlen=points)
@@ -58,11 +65,21 @@ class TopModel:
     def connected(self) -> bool:
         return self.status.state == "connected"
 
+    @property
+    def stale(self) -> bool:
+        """Whether the figures shown are old: a sample, and no node behind it now."""
+        return self.sample is not None and not self.connected
+
+    def sample_age(self) -> float | None:
+        """Seconds since the latest sample arrived, or None before the first."""
+        return None if self.received_at is None else max(0.0, self.clock() - self.received_at)
+
     def ingest(self, event: Sample | FeedStatus) -> None:
         if isinstance(event, FeedStatus):
             self.status = event
             return
         self.samples += 1
+        self.received_at = self.clock()
         if self.status.state != "connected":
             self.status = FeedStatus("connected")
         history = event.history

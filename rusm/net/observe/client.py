@@ -30,10 +30,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rusm.actors.errors import RusmError
+from rusm.actors.process import Process
 from rusm.actors.runtime import Runtime
 
 from ..directory import NodeDirectory, NodeEntry, NoSuchNode
-from ..errors import ClusterError, RemoteError
+from ..errors import ClusterError, NodeNotConnected, RemoteError
+from ..messages import NodeDown
 from ..node import ClusterNode
 from ..terms import TermTooLarge, UnsendableTerm
 from ..tls import Identity
@@ -180,6 +182,8 @@ class _Quic(_Transport):
     def __init__(self, name: str, addr: tuple[str, int], identity: Identity) -> None:
         self.name, self.addr, self.identity = name, addr, identity
         self.node: ClusterNode | None = None
+        self.down: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        """Resolved with the reason when the link to the node drops."""
 
     async def open(self) -> None:
         me = self.identity.name or f"attach-{os.getpid()}"
@@ -201,11 +205,25 @@ class _Quic(_Transport):
             raise AttachError(
                 f"the node at {self.addr[0]}:{self.addr[1]} is {remote.name!r}, not {self.name!r}"
             )
+        self.down = asyncio.get_running_loop().create_future()
+        self.node.runtime.spawn(self._watch, label=f"attach: watches {self.name}")
+
+    async def _watch(self, proc: Process) -> None:
+        """Resolves ``down`` with the reason when the link to the node drops."""
+        assert self.node is not None
+        self.node.monitor_node(self.name, proc.pid)
+        msg = await proc.receive(match=lambda m: isinstance(m, NodeDown))
+        if not self.down.done():
+            self.down.set_result(msg.reason)
 
     async def run(self, client: ObserveClient) -> None:
+        # Between two polls, a dropped link ends the run at once (the engine's
+        # idle timeout, or the node's close), not at the next poll.
         while True:
             client._put(Sample.from_wire(await self.request({"t": "poll"}, 10.0)))
-            await asyncio.sleep(client.subscription.interval)
+            done, _ = await asyncio.wait((self.down,), timeout=client.subscription.interval)
+            if done:
+                raise CommandError("not_connected", f"{self.name} went away: {self.down.result()}")
 
     async def request(self, message: dict[str, Any], timeout: float) -> Any:
         assert self.node is not None
@@ -214,6 +232,9 @@ class _Quic(_Transport):
             return await self.node.request(self.name, "observe", (message,), timeout)
         except RemoteError as e:
             raise CommandError(e.kind, str(e)) from e
+        except NodeNotConnected as e:
+            said = f"{self.name} went away: {e.reason}" if e.reason else str(e)
+            raise CommandError("not_connected", said) from e
         except ClusterError as e:
             raise CommandError("not_connected", str(e)) from e
 
@@ -277,17 +298,21 @@ class ObserveClient:
             if not reconnect:
                 self._put(FeedStatus("closed", why))
                 return
+            # Every status until it is back says why it went away; a failed
+            # attempt adds its own reason.
+            last = ""
             while self._transport is None:
                 delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
                 attempt += 1
-                self._put(FeedStatus("disconnected", f"{why}; retrying in {delay:g} s"))
+                tried = f" (attempt {attempt - 1}: {last})" if last else ""
+                self._put(FeedStatus("disconnected", f"{why}; retrying in {delay:g} s{tried}"))
                 await asyncio.sleep(delay)
-                self._put(FeedStatus("connecting", f"reconnecting to {self.target}"))
+                self._put(FeedStatus("connecting", f"{why}; reconnecting (attempt {attempt})"))
                 try:
                     await self._open()
                     attempt = 0
                 except (RusmError, OSError, TimeoutError) as e:
-                    why = str(e) or type(e).__name__
+                    last = str(e) or type(e).__name__
 
     # -- the Feed protocol -----------------------------------------------------
 

@@ -24,7 +24,7 @@ from rusm.tui.messages import FeedUpdated, KillProcess, SortBy
 from rusm.tui.model import TopModel
 from rusm.tui.widgets.charts import Charts
 from rusm.tui.widgets.command_pane import CommandPane
-from rusm.tui.widgets.header import NodeHeader
+from rusm.tui.widgets.header import NodeHeader, is_replay
 from rusm.tui.widgets.table import ProcessTable
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class MainScreen(Screen[None]):
         self.model, self.filter = model, filter
         self.query_one(NodeHeader).show(model, target)
         sample = model.sample
-        self.set_class(model.status.state in ("disconnected", "closed"), "-down")
+        self.set_class(model.stale, "-down")
         detail = sample.detail if sample is not None else True
         self.set_class(not detail, "-detail-off")
         if sample is not None and not paused and sample is not self._shown:
@@ -108,16 +108,20 @@ class MainScreen(Screen[None]):
             self.completions.nodes = sample.nodes
         if not paused:
             self.query_one(Charts).show(model, self.table.selected_pid)
-        status = self._status(model, paused, filter)
+        status = self._status(model, paused, filter, is_replay(model, target))
         if status != self._status_shown:
             self._status_shown = status
             self.query_one("#status-line", Static).update(status, layout=False)
 
-    def _status(self, model: TopModel, paused: bool, filter: str) -> str:
+    def _status(self, model: TopModel, paused: bool, filter: str, replay: bool) -> str:
         sample = model.sample
         parts: list[str] = []
-        if model.status.state in ("disconnected", "closed") and sample is not None:
-            parts.append("showing the last sample before the node went away")
+        age = model.sample_age()
+        if model.stale and replay:
+            parts.append("the recorded node went away here")
+        elif model.stale and age is not None:
+            parts.append(f"STALE: the last sample, {fmt.duration(age)} old; the node is not "
+                         "answering")
         if paused:
             parts.append("PAUSED (space resumes)")
         if sample is None:

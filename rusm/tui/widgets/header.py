@@ -48,6 +48,9 @@ def _first_line(model: TopModel, target: str) -> Text:
     if not replay or status.state != "connected":
         state = Text("● ", style=_STATE_STYLE[status.state])
         state.append(status.state, style=_STATE_STYLE[status.state])
+        age = model.sample_age()
+        if model.stale and not replay and age is not None:  # first: a long reason is cut
+            state.append(f" (last sample {fmt.duration(age)} ago)", style="bold")
         if status.message and not status.message.startswith(_REPLAY_STATUS):
             state.append(f": {status.message}")
         parts.append(state)
