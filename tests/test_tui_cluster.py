@@ -16,10 +16,17 @@ from textual.widgets import OptionList
 
 from rusm import ClusterCa, ClusterNode, Runtime
 from rusm.net.directory import NodeEntry
-from rusm.net.observe import CommandError, FeedStatus, Subscription, connect, serve_observe
+from rusm.net.observe import (
+    CommandError,
+    FeedStatus,
+    Sample,
+    Subscription,
+    connect,
+    serve_observe,
+)
 from rusm.net.observe.session import Session, observatory
 from rusm.tui.app import TopApp, make_app
-from rusm.tui.feeds import ReplayFeed
+from rusm.tui.feeds import ReplayFeed, read_recording
 from rusm.tui.screens.cluster import ClusterScreen
 from rusm.tui.screens.main import MainScreen
 from rusm.tui.screens.process import ProcessScreen
@@ -272,4 +279,48 @@ async def test_a_replay_says_replay_with_the_recordings_time_and_position(
         assert "▶ REPLAY" in first
         assert "connected" not in first
         when = datetime.fromtimestamp(sample.time, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        assert f"▶ REPLAY · {when} · sample {app.model.samples:,} · ended" in first, first
+        total = sum(1 for e in read_recording(LONDON) if isinstance(e, Sample))
+        assert f"▶ REPLAY · {when} · sample {total:,}/{total:,} · ended" in first, first
+
+
+async def test_replay_keys_step_jump_hold_and_change_speed_and_send_is_disabled(
+    tmp_path: Path,
+) -> None:
+    samples = [e for e in read_recording(LONDON) if isinstance(e, Sample)]
+    total = len(samples)
+    feed = ReplayFeed(LONDON)
+    async with top(feed, tmp_path).run_test(size=(120, 30)) as pilot:
+        app = pilot.app
+        assert isinstance(app, TopApp)
+        await until(pilot, feed.ended.is_set, "the replay to end")
+
+        async def at(nth: int) -> None:
+            await until(pilot, lambda: app.model.sample is not None
+                        and app.model.sample.time == samples[nth - 1].time
+                        and f"sample {nth}/{total}" in header_text(app), f"sample {nth}")
+
+        await at(total)
+        await pilot.press("comma")
+        await at(total - 1)
+        assert f"replay: sample {total - 1} of {total}, held" in app.main.pane.message
+        await pilot.press("comma", "comma", "full_stop")
+        await at(total - 2)
+        await pilot.press("left_square_bracket")  # a tenth of the way back
+        back = total - 2 - round((total - 1) / 10)
+        await at(back)
+        await pilot.press("right_square_bracket")
+        await at(total - 2)
+        await pilot.press("greater_than_sign", "greater_than_sign")
+        assert feed.speed == 4
+        assert "speed 4x" in app.main.pane.message
+        await pilot.press("less_than_sign")
+        assert feed.speed == 2
+        await pilot.press("space")  # plays on from where it was held, to the end
+        assert not feed.held
+        await at(total)
+        app.shell.run("send worker_40 'hi'")
+        await until(pilot, lambda: "replay: send is disabled" in app.main.pane.message,
+                    "the refusal")
+        await pilot.press("k")
+        await until(pilot, lambda: "replay: kill is disabled" in app.main.pane.message,
+                    "the kill refusal")

@@ -31,7 +31,7 @@ from textual.binding import Binding
 from rusm.net.observe.protocol import SORT_KEYS, Feed, FeedStatus
 from rusm.tui.audit import AuditLog, default_audit_path
 from rusm.tui.completion import Completions
-from rusm.tui.feeds import RecordingFeed
+from rusm.tui.feeds import RecordingFeed, ReplayFeed
 from rusm.tui.messages import Attach, FeedUpdated, KillProcess, OpenProcess, SortBy
 from rusm.tui.model import TopModel
 from rusm.tui.screens.cluster import ClusterScreen
@@ -78,6 +78,9 @@ class TopApp(App[None]):
         self.on_attach = on_attach
         self.completions = Completions()
         self.shell = Shell(self, audit)
+        self.replay = feed if isinstance(feed, ReplayFeed) else None
+        """The recording played, if this app replays one: send, spawn and kill
+        are refused, and the replay keys (step, jump, speed) act on it."""
         self._main = MainScreen(self.completions)
 
     async def run_async(
@@ -122,6 +125,8 @@ class TopApp(App[None]):
         try:
             async for event in feed:
                 self.model.ingest(event)
+                if isinstance(feed, ReplayFeed):
+                    self.model.position = feed.position
                 self.post_message(FeedUpdated())
         except Exception as e:  # a broken feed is shown, not raised
             log.warning("feed %s failed", feed.target, exc_info=True)
@@ -203,9 +208,50 @@ class TopApp(App[None]):
         self._main.pane.say(text, error=error)
 
     def action_pause(self) -> None:
+        if self.replay is not None:  # a recording: space holds the playback itself
+            self.replay.hold()
+            self._say_replay()
+            return
         self.paused = not self.paused
         self.say("display paused; the feed keeps flowing" if self.paused else "resumed")
         self._render()
+
+    # -- replay keys -------------------------------------------------------------
+
+    def action_replay_step(self, count: int) -> None:
+        if self._replaying():
+            assert self.replay is not None
+            self.replay.step(count)
+            self._say_replay()
+
+    def action_replay_jump(self, tenths: int) -> None:
+        """Move by ``tenths`` tenths of the recording."""
+        if self._replaying():
+            assert self.replay is not None
+            at, total = self.replay.position
+            here = (at - 1) / max(1, total - 1)
+            self.replay.jump(here + tenths / 10)
+            self._say_replay()
+
+    def action_replay_speed(self, factor: float) -> None:
+        if self._replaying():
+            assert self.replay is not None
+            self.replay.set_speed(self.replay.speed * factor)
+            self._say_replay()
+
+    def _replaying(self) -> bool:
+        if self.replay is None:
+            self.say("that key steps through a recording: rusm top --replay FILE", error=True)
+            return False
+        return True
+
+    def _say_replay(self) -> None:
+        replay = self.replay
+        assert replay is not None
+        at, total = replay.position
+        state = "held (space plays on)" if replay.held else "playing"
+        self.say(f"replay: sample {at} of {total}, {state}, speed {replay.speed:g}x"
+                 + ("" if replay.realtime else " (as fast as it reads)"))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -240,7 +286,7 @@ class TopApp(App[None]):
 
     @on(KillProcess)
     def _kill_process(self, event: KillProcess) -> None:
-        if self.readonly:
+        if self.readonly or self.replay is not None:
             self.shell.refuse("kill")
             return
         self.shell.confirm_kill(event.pid, None, f"kill {event.pid}")

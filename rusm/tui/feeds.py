@@ -13,10 +13,12 @@ last frame (a recorder killed mid-write) is ignored.
 
 :class:`ReplayFeed` is a :class:`~rusm.net.observe.protocol.Feed`: it yields
 the recorded events (at once, or spaced as the node's clock had them with
-``realtime=True``), and applies subscription changes itself to the rows that
+``realtime=True``, at ``speed``), and applies subscription changes itself to the rows that
 were recorded (detail, filter, sort, reverse, offset, limit), re-yielding the latest sample
 after each change as a live node would. It runs no commands but ``nodes``
-and ``names``, answered from the recording.
+and ``names``, answered from the recording. Playback can be held, stepped a
+sample at a time either way, jumped to a point and sped up or slowed down
+(:meth:`ReplayFeed.hold`, ``step``, ``jump``, ``set_speed``).
 """
 
 from __future__ import annotations
@@ -191,35 +193,100 @@ class ReplayFeed:
         self._changed = asyncio.Event()
         self._closed = False
         self._latest: Sample | None = None
+        self._next = 0
+        """The index of the next event to play."""
+        self._samples = sum(1 for e in self.events if isinstance(e, Sample))
+        self.held = False
+        """Whether playing stopped (a step or a jump holds it; space goes on)."""
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         yield FeedStatus("connected", f"replay of {self.path.name}")
         previous: float | None = None
         last_was_status = False
-        for event in self.events:
-            if self._closed:
-                return
+        said_end = False
+        while not self._closed:
+            if self.held or self._next >= len(self.events):
+                if self._next >= len(self.events) and not said_end:
+                    said_end = True
+                    self.ended.set()
+                    if not last_was_status:  # a recorded status (disconnected...) stands
+                        yield FeedStatus("connected", f"replay of {self.path.name} ended")
+                await self._changed.wait()
+                self._changed.clear()
+                if self._latest is not None and not self._closed:
+                    yield view(self._latest, self.subscription)
+                previous = None  # playing on after a hold or a move: no wait for the gap
+                continue
+            event = self.events[self._next]
             if isinstance(event, Sample):
                 if self.realtime and previous is not None:
                     loop = asyncio.get_running_loop()
                     deadline = loop.time() + (event.time - previous) / self.speed
+                    moved = False
                     while (left := deadline - loop.time()) > 0 and not self._closed:
-                        if await self._changed_within(left) and self._latest is not None:
+                        if await self._changed_within(left):
+                            if self.held or self._next >= len(self.events) or (
+                                self.events[self._next] is not event
+                            ):
+                                moved = True  # stepped, jumped or held meanwhile
+                                break
+                            if self._latest is not None:
+                                yield view(self._latest, self.subscription)
+                    if moved:
+                        if self._latest is not None and not self.held:
                             yield view(self._latest, self.subscription)
+                        previous = None
+                        continue
                 previous = event.time
                 self._latest = event
+                self._next += 1
                 yield view(event, self.subscription)
             else:
+                self._next += 1
                 yield event
             last_was_status = isinstance(event, FeedStatus)
-        self.ended.set()
-        if not last_was_status:  # a recorded status (disconnected...) stands
-            yield FeedStatus("connected", f"replay of {self.path.name} ended")
-        while not self._closed:
-            await self._changed.wait()
-            self._changed.clear()
-            if self._latest is not None and not self._closed:
-                yield view(self._latest, self.subscription)
+
+    # -- playback controls (keys of ``rusm top --replay``) -----------------------
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(which recorded sample is shown, 1-based; how many there are)."""
+        shown = sum(1 for e in self.events[: self._next] if isinstance(e, Sample))
+        return shown, self._samples
+
+    def hold(self, held: bool | None = None) -> bool:
+        """Stop (or go on) playing; None toggles. Returns whether it is held."""
+        self.held = not self.held if held is None else held
+        self._changed.set()
+        return self.held
+
+    def step(self, count: int) -> None:
+        """Show the sample ``count`` samples after (or before) the one shown,
+        and hold there."""
+        self.held = True
+        self._seek(self.position[0] + count)
+
+    def jump(self, fraction: float) -> None:
+        """Show the sample at ``fraction`` of the recording (0 the first, 1 the
+        last), and hold there."""
+        self.held = True
+        self._seek(1 + round(max(0.0, min(1.0, fraction)) * (self._samples - 1)))
+
+    def set_speed(self, speed: float) -> float:
+        """Play ``speed`` times as fast as recorded (1/16 … 64); returns it."""
+        self.speed = max(1 / 16, min(64.0, speed))
+        return self.speed
+
+    def _seek(self, nth: int) -> None:
+        nth = max(1, min(self._samples, nth))
+        seen = 0
+        for at, event in enumerate(self.events):
+            if isinstance(event, Sample):
+                seen += 1
+                if seen == nth:
+                    self._latest, self._next = event, at + 1
+                    break
+        self._changed.set()
 
     async def _changed_within(self, seconds: float) -> bool:
         """Whether the subscription changed within ``seconds`` (then it clears the flag)."""

@@ -60,6 +60,8 @@ class TopModel:
         """Mailbox depth series of each process the latest sample shows, by pid."""
         self.samples = 0
         """Samples ingested so far (rendered or not)."""
+        self.position: tuple[int, int] | None = None
+        """In a replay: which recorded sample is shown (1-based), of how many."""
 
     @property
     def connected(self) -> bool:

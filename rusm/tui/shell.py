@@ -58,7 +58,7 @@ class Shell:
         except CommandError as e:  # a term no node could be sent: nothing is sent
             app.say(e.message, error=True)
             return
-        if app.readonly and isinstance(command, Send | Spawn | Kill):
+        if (app.readonly or app.replay is not None) and isinstance(command, Send | Spawn | Kill):
             self.refuse(type(command).__name__.lower())
             return
         match command:
@@ -142,14 +142,18 @@ class Shell:
         )
 
     def refuse(self, cmd: str) -> None:
-        """Say that ``cmd`` is not available in a read-only app."""
+        """Say that ``cmd`` is not available in a read-only app or a replay."""
+        if self.app.replay is not None:
+            self.app.say(f"replay: {cmd} is disabled, a recording has no node to act on; "
+                         "nothing was sent", error=True)
+            return
         self.app.say(f"read-only: {cmd} is disabled (rusm top --readonly, or an observer "
                      "certificate); nothing was sent", error=True)
 
     async def mutate(self, line: str, cmd: str, **args: Any) -> None:
         """Run a command that changes the node, say how it went, audit it."""
         assert cmd in MUTATING
-        if self.app.readonly:  # every path to the node passes here
+        if self.app.readonly or self.app.replay is not None:  # every path to the node
             self.refuse(cmd)
             return
         try:

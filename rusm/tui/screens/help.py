@@ -46,6 +46,12 @@ KEYS: tuple[Section, ...] = (
         ("r", "refresh the list"),
         ("esc", "back"),
     )),
+    ("replay (--replay FILE)", (
+        ("space", "hold / play on"),
+        (", / .", "step a sample back / on"),
+        ("[ / ]", "jump a tenth back / on"),
+        ("< / >", "half / double speed"),
+    )),
 )
 
 SHELL: tuple[Section, ...] = (

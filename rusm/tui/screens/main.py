@@ -51,6 +51,17 @@ class MainScreen(Screen[None]):
         Binding("space", "app.pause", "Pause"),
         Binding("k", "kill", "Kill"),
         Binding("n", "app.cluster", "Nodes"),
+        # A replay's: step a sample, jump a tenth, halve or double the speed.
+        Binding("comma", "app.replay_step(-1)", "Step back", show=False, key_display=","),
+        Binding("full_stop", "app.replay_step(1)", "Step", show=False, key_display="."),
+        Binding("left_square_bracket", "app.replay_jump(-1)", "Back 10%", show=False,
+                key_display="["),
+        Binding("right_square_bracket", "app.replay_jump(1)", "On 10%", show=False,
+                key_display="]"),
+        Binding("less_than_sign", "app.replay_speed(0.5)", "Slower", show=False,
+                key_display="<"),
+        Binding("greater_than_sign", "app.replay_speed(2)", "Faster", show=False,
+                key_display=">"),
     ]
 
     def __init__(self, completions: Completions) -> None:

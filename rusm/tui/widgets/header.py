@@ -42,7 +42,11 @@ def _first_line(model: TopModel, target: str) -> Text:
         parts.append(Text("▶ REPLAY", style=_REPLAY_STYLE))
         if sample is not None:
             parts.append(Text(_recorded_at(sample.time), style="bold"))
-        parts.append(Text(f"sample {fmt.count(model.samples)}"))
+        if model.position is not None:
+            at, total = model.position
+            parts.append(Text(f"sample {fmt.count(at)}/{fmt.count(total)}"))
+        else:
+            parts.append(Text(f"sample {fmt.count(model.samples)}"))
         if status.message.endswith(" ended"):
             parts.append(Text("ended", style="bold"))
     if not replay or status.state != "connected":
