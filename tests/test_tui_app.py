@@ -816,3 +816,32 @@ async def test_moving_past_the_rows_a_replay_recorded_stops_at_its_last_row(
         assert table(app).row_count == 40
         await pilot.press("up")
         assert table(app).cursor_row == 38  # moves on from there: not stuck
+
+
+async def test_left_and_right_scroll_whole_columns_and_pid_stays_first(audit: Path) -> None:
+    """Issue 11 §2.1: at 80 columns some columns are dropped; right brings
+    them into view a column at a time with PID still first, never cut; left
+    goes back to the layout by priority."""
+    feed = FakeFeed(london_samples())
+    async with top(feed, audit).run_test(size=(80, 24)) as pilot:
+        app = await started(pilot, feed)
+        t = table(app)
+        first = [c.key for c, _ in t.columns]
+        hidden = [c.key for c in COLUMNS if c.key not in first]
+        assert hidden, first  # 80 columns cannot hold them all
+        seen: set[str] = set(first)
+        for _ in range(len(COLUMNS)):
+            await pilot.press("right")
+            keys = [c.key for c, _ in t.columns]
+            assert keys[0] == "pid"
+            seen |= set(keys)
+            line = t.render_line(1).text
+            assert line.split()[0] == t.pids[0]  # the first row still starts with its pid
+        assert set(hidden) <= seen
+        assert keys[-1] == COLUMNS[-1].key  # stops once the last column shows
+        assert "PID «" in t.render_line(0).text
+        assert sum(w + 2 for _, w in t.columns) <= t.scrollable_content_region.width
+        for _ in range(len(COLUMNS)):
+            await pilot.press("left")
+        assert [c.key for c, _ in t.columns] == first
+        assert "«" not in t.render_line(0).text

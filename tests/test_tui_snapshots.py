@@ -87,6 +87,14 @@ def test_main_screen_at_80x24(snap_compare: SnapCompare, tmp_path: Path) -> None
                         run_before=replayed(feed))
 
 
+def test_main_screen_at_80x24_scrolled_two_columns_right(
+    snap_compare: SnapCompare, tmp_path: Path,
+) -> None:
+    feed = ReplayFeed(LONDON)
+    assert snap_compare(app_for(feed, tmp_path), terminal_size=(80, 24), press=["right", "right"],
+                        run_before=replayed(feed))
+
+
 def test_main_screen_with_detail_off(snap_compare: SnapCompare, tmp_path: Path) -> None:
     feed = ReplayFeed(LONDON)
 

@@ -23,6 +23,7 @@ KEYS: tuple[Section, ...] = (
     ("main screen", (
         ("↑ ↓ pgup pgdn", "move; past the page: more"),
         ("home / end", "first / last process"),
+        ("← →", "columns sideways; PID stays"),
         ("enter", "open the process (or click)"),
         ("s / S", "next sort key / reverse"),
         ("click a header", "sort by it; again: reverse"),

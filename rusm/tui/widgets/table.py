@@ -16,7 +16,9 @@ The rows are one page (``offset``) of the node's ``total``: moving past either
 end of the page posts :class:`ProcessTable.WantRows` for the row wanted, and
 the cursor lands on it once a sample brings it.
 
-Keys: up/down, pgup/pgdn, home/end move; left/right scroll; enter opens the
+Keys: up/down, pgup/pgdn, home/end move; left/right scroll sideways a whole
+column at a time, PID staying first (the columns dropped for want of width
+come into view, in table order); enter opens the
 highlighted process. Mouse: a click highlights a row, a click on the
 highlighted row opens it, a click on a header sorts by that column.
 """
@@ -90,14 +92,21 @@ Layout = tuple[tuple[Column, int], ...]
 """The columns shown, in table order, each with its width."""
 
 
-def layout(width: int) -> Layout:
-    """The columns that fit in ``width`` cells, whole: dropped by PRIORITY,
-    never cut; room to spare goes to LABEL (up to 24) then NAMES."""
+def layout(width: int, skip: int = 0) -> Layout:
+    """The columns that fit in ``width`` cells, whole, never cut; room to
+    spare goes to LABEL (up to 24) then NAMES.
+
+    ``skip`` 0: columns are dropped by PRIORITY. ``skip`` N (scrolled
+    sideways): PID stays first, then the columns after the N that follow it,
+    in table order, as many as fit."""
     by_key = {c.key: c for c in COLUMNS}
+    order = PRIORITY if skip <= 0 else (COLUMNS[0].key, *(c.key for c in COLUMNS[1 + skip:]))
     shown: dict[str, int] = {}
     used = 0
-    for key in PRIORITY:
+    for key in order:
         need = by_key[key].width + 2 * PADDING
+        if skip > 0 and shown and used + need > width:
+            break  # scrolled: a run of columns in table order, no gaps
         if used + need <= width or not shown:
             shown[key] = by_key[key].width
             used += need
@@ -158,8 +167,8 @@ class ProcessTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "move(-1_000_000)", "First", show=False),
         Binding("end", "move(1_000_000)", "Last", show=False),
-        Binding("left", "scroll_left", "Scroll left", show=False),
-        Binding("right", "scroll_right", "Scroll right", show=False),
+        Binding("left", "sideways(-1)", "Columns left", show=False),
+        Binding("right", "sideways(1)", "Columns right", show=False),
         Binding("enter", "open", "Open", show=False),
     ]
 
@@ -201,6 +210,8 @@ class ProcessTable(ScrollView, can_focus=True):
         """The row (of all) the user moved to, until a sample brings its page."""
         self._kept: str | None = None
         """The pid of the row kept under the cursor after it left the sample."""
+        self.skip = 0
+        """Columns after PID scrolled past sideways (0: laid out by priority)."""
         self.columns: Layout = layout(WIDTH)
         """The columns shown, each with its width (they follow the table's width)."""
 
@@ -339,7 +350,7 @@ class ProcessTable(ScrollView, can_focus=True):
         """Lay the columns out for the width there is now."""
         if not self.is_mounted:
             return
-        columns = layout(self.scrollable_content_region.width)
+        columns = layout(self.scrollable_content_region.width, self.skip)
         if columns == self.columns:
             return
         self.columns = columns
@@ -375,7 +386,7 @@ class ProcessTable(ScrollView, can_focus=True):
         if y == 0:
             style = base + self.get_component_rich_style("process-table--header")
             strip = Strip(
-                [Segment(_cell(c.label, w, c.right), style) for c, w in self.columns],
+                [Segment(_cell(self._label(c), w, c.right), style) for c, w in self.columns],
                 _layout_width(self.columns),
             )
         else:
@@ -389,6 +400,10 @@ class ProcessTable(ScrollView, can_focus=True):
                 style = base + self.get_component_rich_style(name)
             strip = self._strips[self._order[index]].apply_style(style)
         return strip.crop_extend(scroll_x, scroll_x + width, base).apply_offsets(scroll_x, y)
+
+    def _label(self, column: Column) -> str:
+        """A header's text; PID's says when columns are scrolled past (``PID «``)."""
+        return f"{column.label} «" if column is COLUMNS[0] and self.skip else column.label
 
     def watch_cursor_row(self, old: int, new: int) -> None:
         self._scroll_to_cursor()
@@ -434,6 +449,21 @@ class ProcessTable(ScrollView, can_focus=True):
     def stay(self) -> None:
         """Give up the row asked for with WantRows: the feed has no page for it."""
         self._pending = None
+
+    def action_sideways(self, step: int) -> None:
+        """Scroll ``step`` whole columns sideways; PID stays first. Right stops
+        once the last column is in view; left back to 0 lays out by priority."""
+        skip = max(0, self.skip + step)
+        if step > 0:
+            shown = {c.key for c, _ in self.columns}
+            if COLUMNS[-1].key in shown and (self.skip > 0 or len(shown) == len(COLUMNS)):
+                return  # everything to the right is in view already
+            skip = min(skip, len(COLUMNS) - 2)
+        if skip != self.skip:
+            self.skip = skip
+            self.columns = ()  # force _fit to lay out again
+            self._fit()
+            self.refresh()
 
     def action_page(self, direction: int) -> None:
         self.action_move(direction * max(1, self.scrollable_content_region.height - 2))
