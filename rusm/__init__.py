@@ -4,7 +4,21 @@
 over QUIC with mutual TLS; the observer (``rusm.tui``) builds on both.
 """
 
-from .actors import Call, Down, Exit, Pid, Process, ProcessExit, Ref, Runtime, Supervisor
+from .actors import (
+    Call,
+    Down,
+    Exit,
+    GenServer,
+    NoReply,
+    Pid,
+    Process,
+    ProcessExit,
+    Ref,
+    Reply,
+    Runtime,
+    Stop,
+    Supervisor,
+)
 from .net import ClusterCa, ClusterConfig, ClusterNode, Identity, NodeDown, RemoteNode
 
 __all__ = [
@@ -14,13 +28,17 @@ __all__ = [
     "ClusterNode",
     "Down",
     "Exit",
+    "GenServer",
     "Identity",
+    "NoReply",
     "NodeDown",
     "Pid",
     "Process",
     "ProcessExit",
     "Ref",
     "RemoteNode",
+    "Reply",
     "Runtime",
+    "Stop",
     "Supervisor",
 ]

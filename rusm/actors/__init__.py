@@ -1,8 +1,9 @@
 """rusm.actors: a local actor runtime on asyncio (no network).
 
 Processes with pids, mailboxes and selective receive, registered names,
-links, monitors, exit signals, call/reply and supervisors, with the BEAM's
-semantics (see docs/ACTORS.md for where Python forces a difference).
+links, monitors, exit signals, call/reply, supervisors and the GenServer
+behaviour, with the BEAM's semantics (see docs/ACTORS.md for where Python
+forces a difference).
 """
 
 from .errors import (
@@ -14,6 +15,17 @@ from .errors import (
     RuntimeClosed,
     RusmError,
     Timeout,
+)
+from .gen_server import (
+    CodeChangeFailed,
+    From,
+    GenServer,
+    IdleTimeout,
+    NoReply,
+    Reply,
+    ServerInfo,
+    StartFailed,
+    Stop,
 )
 from .info import ProcessInfo, RuntimeStats
 from .messages import (
@@ -42,21 +54,30 @@ __all__ = [
     "Call",
     "CallFailed",
     "ChildSpec",
+    "CodeChangeFailed",
     "Down",
     "Exit",
+    "From",
+    "GenServer",
+    "IdleTimeout",
     "NameTaken",
     "NoProc",
+    "NoReply",
     "NotRegistered",
     "Pid",
     "Process",
     "ProcessExit",
     "ProcessInfo",
     "Ref",
+    "Reply",
     "Runtime",
     "RuntimeClosed",
     "RuntimeConfig",
     "RuntimeStats",
     "RusmError",
+    "ServerInfo",
+    "StartFailed",
+    "Stop",
     "Supervisor",
     "Timeout",
 ]
