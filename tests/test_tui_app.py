@@ -19,7 +19,7 @@ from rusm.net.observe.protocol import SORT_KEYS, CommandError, FeedStatus, Sampl
 from rusm.tui.app import TopApp, make_app
 from rusm.tui.feeds import ReplayFeed, read_recording
 from rusm.tui.screens.cluster import ClusterScreen
-from rusm.tui.screens.confirm import ConfirmKill
+from rusm.tui.screens.confirm import ConfirmAction, ConfirmKill
 from rusm.tui.screens.help import HelpScreen
 from rusm.tui.screens.main import MainScreen
 from rusm.tui.screens.process import ProcessScreen
@@ -845,3 +845,39 @@ async def test_left_and_right_scroll_whole_columns_and_pid_stays_first(audit: Pa
             await pilot.press("left")
         assert [c.key for c, _ in t.columns] == first
         assert "«" not in t.render_line(0).text
+
+
+async def test_reload_and_purge_ask_first_then_run_on_the_node_and_are_audited(
+    audit: Path,
+) -> None:
+    report = {"results": [{"node": "london", "ok": True, "upgraded": [], "failed": [],
+                           "old_code": ["<london.5>"], "rebound": []}]}
+    feed = FakeFeed(london_samples(1), answers={"reload": report, "purge": ["<london.5>"]})
+    async with top(feed, audit).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "reload hotmod")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmAction))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert ran(feed) == [] and audit_lines(audit) == []
+        assert message(app) == "reload cancelled: nothing was done"
+        await run_line(pilot, "reload hotmod --all-nodes")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmAction))
+        await pilot.press("y")
+        await until(pilot, lambda: bool(audit_lines(audit)))
+        assert ran(feed) == [("reload", {"module": "hotmod", "all_nodes": True})]
+        await run_line(pilot, "purge hotmod")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmAction))
+        await pilot.press("y")
+        await until(pilot, lambda: len(audit_lines(audit)) == 2)
+        assert ran(feed)[-1] == ("purge", {"module": "hotmod"})
+        assert audit_lines(audit)[1].startswith(f"{CLOCK_ISO}\tlondon\tpurge hotmod\tok")
+
+
+async def test_reload_is_refused_read_only_and_in_a_replay(audit: Path) -> None:
+    feed = FakeFeed(london_samples(1))
+    async with top(feed, audit, readonly=True).run_test() as pilot:
+        app = await started(pilot, feed)
+        await run_line(pilot, "reload hotmod")
+        assert "read-only: reload is disabled" in message(app)
+        assert ran(feed) == []

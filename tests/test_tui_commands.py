@@ -13,6 +13,8 @@ from rusm.tui.commands import (
     Info,
     Kill,
     Node,
+    Purge,
+    Reload,
     Send,
     Sort,
     Spawn,
@@ -42,6 +44,9 @@ from rusm.tui.completion import Completions
     ("filter", Filter("")),
     ("node tokyo", Node("tokyo")),
     ("  help  ", Help()),
+    ("reload myapp.services", Reload("myapp.services")),
+    ("reload myapp --all-nodes", Reload("myapp", all_nodes=True)),
+    ("purge myapp", Purge("myapp")),
 ])
 def test_a_command_line_parses_to_its_command(line: str, command: object) -> None:
     assert parse(line) == command
@@ -62,6 +67,11 @@ def test_a_command_line_parses_to_its_command(line: str, command: object) -> Non
     ("sort colour", "usage: sort KEY; keys: mailbox, received"),
     ("node a b", "usage: node NAME"),
     ("help me", "usage: help"),
+    ("reload", "usage: reload MODULE [--all-nodes]"),
+    ("reload ../etc/x", "usage: reload MODULE [--all-nodes]"),
+    ("reload a b", "usage: reload MODULE [--all-nodes]"),
+    ("purge", "usage: purge MODULE"),
+    ("purge m --all-nodes", "usage: purge MODULE"),
     ("send slow hello", "hello is not a value; a string needs quotes: 'hello'"),
     ("send x __import__('os').system('true')", "is a call; only literals can be sent"),
 ])
@@ -134,3 +144,18 @@ def test_top_and_attach_say_the_same_for_the_same_bad_line(line: str) -> None:
         attach_parse(line)
     assert attach_error.value.message == said
     assert "ast." not in said and "['args']" not in said
+
+
+@pytest.mark.parametrize(("line", "command"), [
+    ("reload hotmod", ("reload", {"module": "hotmod"})),
+    ("reload hotmod --all-nodes", ("reload", {"module": "hotmod", "all_nodes": True})),
+    ("purge hotmod", ("purge", {"module": "hotmod"})),
+])
+def test_attach_runs_reload_and_purge_as_the_node_commands(
+    line: str, command: tuple[str, dict[str, object]],
+) -> None:
+    from rusm.cli.repl import parse as attach_parse
+    from rusm.net.observe.protocol import MUTATING
+
+    assert attach_parse(line) == command
+    assert command[0] in MUTATING  # asked about first, and audited

@@ -34,6 +34,8 @@ class ProcessInfo:
     """Messages it sent since spawn."""
     spawned_at: float
     """Wall-clock time of spawn (``time.time()``)."""
+    old_code: bool = False
+    """Its code was replaced by a reload; it runs the old one (``purge`` kills it)."""
 
 
 @dataclass(frozen=True, slots=True)

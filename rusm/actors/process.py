@@ -53,7 +53,9 @@ class Process:
         "_timed_out",
         "_trap",
         "_waiter",
+        "body",
         "label",
+        "old_code",
         "pid",
         "spawned_at",
     )
@@ -63,6 +65,10 @@ class Process:
         self.pid = pid
         self.label = label
         self.spawned_at = spawned_at
+        self.body: Any = None
+        """The function the process runs (what a reload checks against)."""
+        self.old_code = False
+        """Set by a reload of the module its body came from (rusm.actors.reload)."""
         self._task: asyncio.Task[None] | None = None
         self._mailbox: deque[Any] | None = None
         self._waiter: asyncio.Future[None] | None = None

@@ -201,6 +201,7 @@ class Runtime:
         )
         if label is None:
             proc.label = getattr(body, "__qualname__", None) or type(body).__qualname__
+        proc.body = body
         self._procs[proc.pid.serial] = proc
         self.spawned += 1
         if link_to is not None:
@@ -744,7 +745,19 @@ class Runtime:
             received=proc._received,
             sent=proc._sent,
             spawned_at=proc.spawned_at,
+            old_code=proc.old_code,
         )
+
+    def process_bodies(self) -> list[tuple[Pid, Body]]:
+        """Each live process's pid and the function it runs, in pid order."""
+        return [(p.pid, p.body) for _, p in sorted(self._procs.items()) if not p._dead]
+
+    def mark_old_code(self, pid: Pid, old: bool = True) -> None:
+        """Mark ``pid`` as running code a reload replaced (the observer shows
+        ``old code``); nothing if it is gone."""
+        proc = self._procs.get(pid.serial) if pid.node == self.node else None
+        if proc is not None and proc.pid == pid:
+            proc.old_code = old
 
 
 def _remote_node(target: Any, node: str) -> str | None:

@@ -66,9 +66,12 @@ def node_group() -> None:
                             "and starts processes.")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True,
               help="Seconds of silence after which a peer is considered dead.")
+@click.option("--allow-reload", "allow_reload", multiple=True, metavar="MODULE",
+              help="A module rusm reload may hot-reload here (repeatable; none by default).")
 def node_start_command(
     name: str, listen: Address, observe: Address, identity_dir: Path | None,
     peers: tuple[Address, ...], app: str | None, idle_timeout: float,
+    allow_reload: tuple[str, ...],
 ) -> None:
     """Run node NAME in the foreground until SIGINT or SIGTERM.
 
@@ -89,6 +92,7 @@ def node_start_command(
     opts = NodeOptions(
         name=name, listen=listen, observe=observe, identity=load_identity(identity_dir),
         connect=list(peers), app=app, idle_timeout=idle_timeout,
+        allow_reload=frozenset(allow_reload),
     )
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:

@@ -94,7 +94,24 @@ async def _command(client: Any, cmd: str, args: dict[str, Any], audit: Any, line
         click.echo(f"error ({e.kind}): {e.message}", err=True)
         return 1
     click.echo(_show(value))
-    return 0
+    return _reload_errors(value) if cmd == "reload" else 0
+
+
+def _reload_errors(value: dict[str, Any]) -> int:
+    """Say (on stderr) each node that refused a reload and each server whose
+    code_change raised (it runs on its old code and state); 1 if any."""
+    errors = 0
+    for r in value.get("results", ()):
+        if not r.get("ok"):
+            errors += 1
+            click.echo(f"error ({r['error']}) on {r['node']}: {r['message']}", err=True)
+            continue
+        for f in r.get("failed", ()):
+            errors += 1
+            click.echo(f"error (code_change_failed) on {r['node']}: {f['pid']} ({f['class']}) "
+                       f"stays on its old code and state: {f['error']}\n{f['traceback']}",
+                       err=True)
+    return 1 if errors else 0
 
 
 def _show(value: Any) -> str:
@@ -182,6 +199,37 @@ def kill_command(target: str, pid: str, reason: str | None, identity_dir: Path |
         args["reason"] = reason
     line = f"kill {pid}" if reason is None else f"kill {pid} {reason}"
     _mutating(target, identity_dir, yes, line, "kill", args)
+
+
+@cli.command("reload")
+@click.argument("target")
+@click.argument("module")
+@click.option("--all-nodes", is_flag=True, help="Also on every node TARGET is linked to.")
+@_IDENTITY
+@_YES
+def reload_command(target: str, module: str, all_nodes: bool, identity_dir: Path | None,
+                   yes: bool) -> None:
+    """Hot-reload MODULE on TARGET: its GenServers take the new code after
+    their code_change, its spawnables are re-bound, processes on its old code
+    are listed (purge kills them). The node must allow it (--allow-reload).
+    A module that fails to import leaves the old code running: its traceback
+    is printed and the exit status is 1."""
+    args: dict[str, Any] = {"module": module}
+    if all_nodes:
+        args["all_nodes"] = True
+    line = f"reload {module}" + (" --all-nodes" if all_nodes else "")
+    _mutating(target, identity_dir, yes, line, "reload", args)
+
+
+@cli.command("purge")
+@click.argument("target")
+@click.argument("module")
+@_IDENTITY
+@_YES
+def purge_command(target: str, module: str, identity_dir: Path | None, yes: bool) -> None:
+    """Kill the processes on TARGET still running MODULE's old code (after a
+    reload); their supervisors restart them on the new code."""
+    _mutating(target, identity_dir, yes, f"purge {module}", "purge", {"module": module})
 
 
 def _literal(parse: Callable[[str], Any], text: str) -> Any:

@@ -27,6 +27,8 @@ info PID                everything the node knows about a process
 send DEST TERM          send TERM (a Python literal) to a pid or registered name
 spawn FACTORY [ARGS]    start a registered factory; ARGS literals or one literal list
 kill PID [REASON]       exit signal to PID (default reason: kill, untrappable)
+reload MODULE [--all-nodes]  hot-reload MODULE (GenServers take the new code)
+purge MODULE            kill the processes still running MODULE's old code
 nodes                   the nodes this node is connected to
 sort KEY | filter [TEXT] | limit N | interval SECONDS   change what ps shows
 help | quit"""
@@ -66,6 +68,11 @@ def parse(line: str) -> tuple[str, dict[str, Any]]:
                 return "subscribe", {"sort": key}
             case lang.Filter(text):
                 return "subscribe", {"filter": text}
+            case lang.Reload(module, all_nodes):
+                return "reload", {"module": module, "all_nodes": True} if all_nodes else {
+                    "module": module}
+            case lang.Purge(module):
+                return "purge", {"module": module}
             case lang.Node(name):
                 raise lang.CommandLineError(f"to watch {name}, run: rusm attach {name}")
             case _:

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 from qh3.asyncio.server import QuicServer, serve
 from qh3.quic.connection import QuicConnection
 
+from rusm.actors import reload as code_reload
 from rusm.actors.messages import NOCONNECTION, Down
 from rusm.actors.pid import Pid, Ref
 from rusm.actors.process import Process
@@ -109,6 +111,9 @@ class ClusterConfig:
     """Global names this node keeps for the processes of any one other node;
     gossip past it is ignored (one warning), so a peer cannot grow every
     node's table without bound."""
+    allow_reload: frozenset[str] = frozenset()
+    """Modules that may be hot-reloaded on this node (``reload``), a
+    capability list: none by default (``rusm node start --allow-reload M``)."""
     max_outbound_bytes: int = 64 * 1024 * 1024
     """Bytes a link may have queued for a peer that does not take them (its
     flow control or congestion window closed); more closes the link with
@@ -148,6 +153,8 @@ class ClusterNode:
         self._closing = False
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._handlers: dict[str, Callable[[LinkProtocol, tuple[Any, ...]], Any]] = {}
+        self._answering: set[asyncio.Task[None]] = set()
+        """Control requests whose handler is a coroutine, being answered."""
         self.started = time.monotonic()
         """When the node started (``time.monotonic()``), for its uptime."""
         self._keeper: Pid | None = None
@@ -296,6 +303,9 @@ class ClusterNode:
         self._closing = True
         for closer in reversed(self._closers):
             await closer()
+        for task in list(self._answering):
+            task.cancel()
+        await asyncio.gather(*self._answering, return_exceptions=True)
         self.runtime.close()
         await self.runtime.wait_closed()
         for link in list(self._links.values()):
@@ -493,7 +503,63 @@ class ClusterNode:
             log.exception("node %s: request %s from %s failed", self.name, req.method, peer.name)
             peer.respond(req.id, False, ("error", f"{req.method} failed: {e!r}"))
         else:
-            peer.respond(req.id, True, value)
+            if inspect.isawaitable(value):  # an async handler: answered when it is done
+                task = asyncio.ensure_future(self._answer_later(peer, req, value))
+                self._answering.add(task)
+                task.add_done_callback(self._answering.discard)
+            else:
+                peer.respond(req.id, True, value)
+
+    async def _answer_later(self, peer: LinkProtocol, req: Request, value: Awaitable[Any]) -> None:
+        try:
+            result = await value
+        except RemoteError as e:
+            peer.respond(req.id, False, (e.kind, str(e)))
+        except Exception as e:
+            log.exception("node %s: request %s from %s failed", self.name, req.method, peer.name)
+            peer.respond(req.id, False, ("error", f"{req.method} failed: {e!r}"))
+        else:
+            peer.respond(req.id, True, result)
+
+    # -- hot code reload ---------------------------------------------------------
+
+    async def reload(self, module: str, extra: Any = None) -> dict[str, Any]:
+        """Re-import ``module`` (it must be in ``config.allow_reload``): its
+        GenServers move to the new code after their ``code_change``, its
+        spawnable factories are re-bound to the new definitions, and the
+        processes still on its old code are marked (``purge`` kills them).
+        Returns the report (rusm.actors.reload.ReloadReport.to_wire); raises
+        RemoteError ``reload_refused`` or ``reload_failed`` (with the traceback)."""
+        try:
+            report = await code_reload.reload(
+                self.runtime, module, self.config.allow_reload, extra, self.config.rpc_timeout
+            )
+        except code_reload.ReloadRefused as e:
+            raise RemoteError.from_wire("reload_refused", str(e)) from e
+        except code_reload.ReloadFailed as e:
+            raise RemoteError.from_wire("reload_failed", f"{e}\n{e.traceback}") from e
+        mod = sys.modules[module]
+        for name, factory in list(self._spawnables.items()):
+            if getattr(factory, "__module__", None) != module:
+                continue
+            new = code_reload.definition(mod, getattr(factory, "__qualname__", ""))
+            if new is not factory and inspect.iscoroutinefunction(new):
+                self._spawnables[name] = new
+                report.rebound.append(name)
+        return report.to_wire()
+
+    def purge(self, module: str) -> list[Pid]:
+        """Kill the processes still on ``module``'s old code (allowed modules only)."""
+        if module not in self.config.allow_reload:
+            raise RemoteError.from_wire(
+                "reload_refused", f"purge of {module!r} is not allowed here (not in allow_reload)"
+            )
+        return code_reload.purge(self.runtime, module)
+
+    async def _rpc_reload(self, module: str) -> dict[str, Any]:
+        if not isinstance(module, str):
+            raise RemoteError.from_wire("bad_request", "reload takes a module name (text)")
+        return await self.reload(module)
 
     def spawnables(self) -> list[str]:
         """The names of the factories peers may start here, sorted."""
@@ -564,6 +630,7 @@ _RPC: dict[str, Callable[..., Any]] = {
     "spawn": ClusterNode.spawn_factory,
     "pids": ClusterNode._rpc_pids,
     "process_info": ClusterNode._rpc_process_info,
+    "reload": ClusterNode._rpc_reload,
 }
 
 

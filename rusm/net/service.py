@@ -53,6 +53,8 @@ class NodeOptions:
     connect: list[Address] = field(default_factory=list)
     app: str | None = None
     idle_timeout: float = 10.0
+    allow_reload: frozenset[str] = frozenset()
+    """Modules ``rusm reload`` may hot-reload on this node."""
     home: Path | None = None
 
 
@@ -150,7 +152,8 @@ async def run_node(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     node = await ClusterNode.bind(
-        opts.name, Runtime(), opts.listen, identity, ClusterConfig(idle_timeout=opts.idle_timeout)
+        opts.name, Runtime(), opts.listen, identity,
+        ClusterConfig(idle_timeout=opts.idle_timeout, allow_reload=opts.allow_reload),
     )
     entry: NodeEntry | None = None
     try:

@@ -15,6 +15,7 @@ from rusm.net.observe.protocol import SORT_KEYS, CommandError
 from rusm.net.terms import TermTooLarge, UnsendableTerm, encode_term
 
 __all__ = [
+    "MUTATIONS",
     "USAGE",
     "VERBS",
     "CommandLineError",
@@ -24,6 +25,8 @@ __all__ = [
     "Info",
     "Kill",
     "Node",
+    "Purge",
+    "Reload",
     "Send",
     "Sort",
     "Spawn",
@@ -88,7 +91,20 @@ class Help:
     pass
 
 
-Command = Send | Spawn | Kill | Info | Detail | Sort | Filter | Node | Help
+@dataclass(frozen=True, slots=True)
+class Reload:
+    module: str
+    all_nodes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    module: str
+
+
+Command = Send | Spawn | Kill | Info | Detail | Sort | Filter | Node | Help | Reload | Purge
+MUTATIONS = (Send, Spawn, Kill, Reload, Purge)
+"""The commands that change a node (refused read-only and in a replay)."""
 
 USAGE = {
     "send": "send DEST TERM",
@@ -99,6 +115,8 @@ USAGE = {
     "sort": "sort KEY",
     "filter": "filter [TEXT]",
     "node": "node NAME",
+    "reload": "reload MODULE [--all-nodes]",
+    "purge": "purge MODULE",
     "help": "help",
 }
 VERBS = tuple(USAGE)
@@ -228,6 +246,13 @@ def parse(line: str) -> Command:
             return Sort(rest)
         case "filter":
             return Filter(rest)
+        case "reload" | "purge":
+            words = rest.split()
+            all_nodes = verb == "reload" and "--all-nodes" in words
+            words = [w for w in words if w != "--all-nodes"] if verb == "reload" else words
+            if len(words) != 1 or not all(p.isidentifier() for p in words[0].split(".")):
+                raise CommandLineError(usage)
+            return Reload(words[0], all_nodes) if verb == "reload" else Purge(words[0])
         case _:
             if rest:
                 raise CommandLineError(usage)

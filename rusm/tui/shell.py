@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rusm.net.observe.protocol import MUTATING, CommandError
 from rusm.tui.commands import (
+    MUTATIONS,
     CommandLineError,
     Detail,
     Filter,
@@ -20,12 +21,14 @@ from rusm.tui.commands import (
     Info,
     Kill,
     Node,
+    Purge,
+    Reload,
     Send,
     Sort,
     Spawn,
     parse,
 )
-from rusm.tui.screens.confirm import ConfirmKill
+from rusm.tui.screens.confirm import ConfirmAction, ConfirmKill
 from rusm.tui.screens.process import describe_error
 
 if TYPE_CHECKING:
@@ -58,7 +61,7 @@ class Shell:
         except CommandError as e:  # a term no node could be sent: nothing is sent
             app.say(e.message, error=True)
             return
-        if (app.readonly or app.replay is not None) and isinstance(command, Send | Spawn | Kill):
+        if (app.readonly or app.replay is not None) and isinstance(command, MUTATIONS):
             self.refuse(type(command).__name__.lower())
             return
         match command:
@@ -70,6 +73,19 @@ class Shell:
                 pid = await self.resolve(target)
                 if pid is not None and await self.exists(pid, "kill"):
                     self.confirm_kill(pid, reason, line)
+            case Reload(module, all_nodes):
+                where = "every node linked to " + self.node if all_nodes else self.node
+                wanted: dict[str, Any] = {"module": module}
+                if all_nodes:
+                    wanted["all_nodes"] = True
+                self.confirm(line, "reload", wanted, f"Reload {module} on {where}?",
+                             "Its GenServers take the new code after code_change; processes "
+                             "on its old code keep running it (purge kills them).")
+            case Purge(module):
+                self.confirm(line, "purge", {"module": module},
+                             f"Purge {module} on {self.node}?",
+                             "Kills every process still running its old code; supervisors "
+                             "restart them on the new code.")
             case Info(target):
                 pid = await self.resolve(target)
                 if pid is not None:
@@ -140,6 +156,19 @@ class Shell:
             ConfirmKill(pid, label=row.label if row else None, node=node, reason=shown),
             answered,
         )
+
+    def confirm(self, line: str, cmd: str, args: dict[str, Any], question: str,
+                detail: str) -> None:
+        """Ask first; run mutating ``cmd`` only on yes."""
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.app.say(f"{cmd} cancelled: nothing was done")
+                return
+            self.app.run_worker(self.mutate(line, cmd, **args), group="command",
+                                exit_on_error=False)
+
+        self.app.push_screen(ConfirmAction(question, detail, cmd.capitalize()), answered)
 
     def refuse(self, cmd: str) -> None:
         """Say that ``cmd`` is not available in a read-only app or a replay."""

@@ -52,10 +52,11 @@ def _pid_order(pid: str) -> tuple[str, int, str]:
 
 
 
-COMMANDS = ("subscribe", "detail", "send", "spawn", "kill", "exit", "info", "nodes", "names")
+COMMANDS = ("subscribe", "detail", "send", "spawn", "kill", "exit", "info", "nodes", "names",
+            "reload", "purge")
 """Commands a client may send (see docs/PROTOCOL.md for their arguments)."""
 
-MUTATING = frozenset({"send", "spawn", "kill", "exit"})
+MUTATING = frozenset({"send", "spawn", "kill", "exit", "reload", "purge"})
 """Commands that change the node: UIs ask before them and audit them."""
 
 MAX_LIMIT = 1000

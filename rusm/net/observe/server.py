@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import http
+import inspect
 import ipaddress
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -132,7 +134,7 @@ class ObserveServer:
         pusher = asyncio.create_task(self._push(conn, session, wake, subscribed))
         try:
             async for data in conn:
-                reply = self._reply(session, data)
+                reply = await self._reply(session, data)
                 if reply.get("ok"):
                     if reply.get("cmd") == "subscribe":
                         subscribed.set()
@@ -146,7 +148,7 @@ class ObserveServer:
             self.observers.discard(conn)
             log.info("observe: %s detached", conn.remote_address)
 
-    def _reply(self, session: Session, data: str | bytes) -> dict[str, Any]:
+    async def _reply(self, session: Session, data: str | bytes) -> dict[str, Any]:
         rid: Any = None
         cmd: Any = None
         try:
@@ -157,6 +159,8 @@ class ObserveServer:
             if message["t"] != "cmd":
                 raise CommandError("bad_request", f"unknown message type {message['t']!r}")
             value = session.handle(message)
+            if inspect.isawaitable(value):  # reload: the answer comes when it is done
+                value = await value
             encode({"value": value})
         except CommandError as e:
             log.info("observe: command %r refused: %s", cmd, e.message)
@@ -237,12 +241,21 @@ def serve_attachers(node: ClusterNode) -> None:
             if message.get("t") == "cmd":
                 if is_read_only(role):
                     _check_read_only(node, peer.name, message.get("cmd"))
-                return session.handle(message)
+                value = session.handle(message)
+                return _remote_errors(value) if inspect.isawaitable(value) else value
             raise CommandError("bad_request", f"unknown message type {message.get('t')!r}")
         except CommandError as e:
             raise RemoteError.from_wire(e.kind, e.message) from e
 
     node.handle_requests("observe", handle)
+
+
+async def _remote_errors(value: Awaitable[Any]) -> Any:
+    """Await a command's answer, its CommandError as the RemoteError a peer reads."""
+    try:
+        return await value
+    except CommandError as e:
+        raise RemoteError.from_wire(e.kind, e.message) from e
 
 
 def _check_read_only(node: ClusterNode, peer: str, cmd: Any) -> None:

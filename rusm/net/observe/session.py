@@ -238,6 +238,45 @@ class Observatory:
             "spawned_at": info.spawned_at,
         }
 
+    async def _cmd_reload(
+        self, session: Session, module: Any, all_nodes: Any = False,
+    ) -> dict[str, Any]:
+        """Hot-reload ``module`` here (ClusterNode.reload); with ``all_nodes``,
+        on every connected node too. Returns ``{"results": [...]}``, one map
+        per node: ``node``, ``ok`` and the report, or ``error`` and ``message``."""
+        if not isinstance(module, str) or not module:
+            raise CommandError("bad_request", "reload: the module is a name (text)")
+        results: list[dict[str, Any]] = []
+        for name in [self.node.name, *(self.node.nodes() if all_nodes else ())]:
+            try:
+                if name == self.node.name:
+                    report = await self.node.reload(module)
+                else:
+                    report = await self.node.request(name, "reload", (module,))
+            except RemoteError as e:
+                if not all_nodes:
+                    raise CommandError(e.kind, str(e)) from e
+                results.append({"node": name, "ok": False, "error": e.kind, "message": str(e)})
+            except (RusmError, TimeoutError) as e:
+                results.append({"node": name, "ok": False, "error": "not_connected",
+                                "message": str(e) or "no answer in time"})
+            else:
+                results.append({"node": name, "ok": True, **report})
+        log.info("observe: reload %s from an observer (%s)", module,
+                 ", ".join(f"{r['node']} {'ok' if r['ok'] else r['error']}" for r in results))
+        return {"results": results}
+
+    def _cmd_purge(self, session: Session, module: Any) -> list[str]:
+        """Kill the processes still on ``module``'s old code; their pids."""
+        if not isinstance(module, str) or not module:
+            raise CommandError("bad_request", "purge: the module is a name (text)")
+        try:
+            pids = self.node.purge(module)
+        except RemoteError as e:
+            raise CommandError(e.kind, str(e)) from e
+        log.info("observe: purge %s from an observer: %d killed", module, len(pids))
+        return [str(p) for p in pids]
+
     def _cmd_nodes(self, session: Session, detail: Any = False) -> list[Any]:
         """The connected nodes' names; with ``detail``, a map per node with its
         link's figures (``ClusterNode.link_stats``), for the cluster view."""
@@ -364,7 +403,7 @@ def _row(info: ProcessInfo, wall: float) -> ProcessRow:
         mailbox=info.mailbox_depth,
         links=len(info.links),
         monitors=len(info.monitors) + len(info.monitored_by),
-        status=info.status,
+        status="old code" if info.old_code and info.status != "exiting" else info.status,
         received=info.received,
         sent=info.sent,
         age=round(max(0.0, wall - info.spawned_at), 3),

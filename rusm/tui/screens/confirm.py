@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-__all__ = ["ConfirmKill"]
+__all__ = ["ConfirmAction", "ConfirmKill"]
 
 
 class ConfirmKill(ModalScreen[bool]):
@@ -44,6 +44,34 @@ class ConfirmKill(ModalScreen[bool]):
 
     def action_answer(self, kill: bool) -> None:
         self.dismiss(kill)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class ConfirmAction(ModalScreen[bool]):
+    """Dismisses with True to go ahead (a reload, a purge), False not to."""
+
+    BINDINGS = ConfirmKill.BINDINGS
+
+    def __init__(self, question: str, detail: str, verb: str) -> None:
+        super().__init__()
+        self.question, self.detail, self.verb = question, detail, verb
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(self.question, id="confirm-question", markup=False)
+            yield Static(self.detail, id="confirm-detail", markup=False)
+            with Horizontal(id="confirm-buttons"):
+                yield Button(f"{self.verb} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

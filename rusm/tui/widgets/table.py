@@ -72,7 +72,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("label", "LABEL", 12, lambda r, _: r.label or "", sort="label", grow=12),
     Column("mailbox", "MBOX", 6, _n("mailbox"), right=True, sort="mailbox"),
     Column("trend", "TREND", TREND_WIDTH, lambda _, spark: spark),
-    Column("status", "STATUS", 7, lambda r, _: r.status, sort="status"),
+    Column("status", "STATUS", 8, lambda r, _: r.status, sort="status"),
     Column("links", "LINKS", 5, _n("links"), right=True, sort="links"),
     Column("monitors", "MONS", 4, _n("monitors"), right=True, sort="monitors"),
     Column("received", "RECV", 8, _n("received"), right=True, sort="received"),
