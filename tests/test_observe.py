@@ -1091,3 +1091,24 @@ async def test_closing_the_node_ends_its_observers_and_history_task(site: Site) 
     await status_where(ws_client, "closed")
     await status_where(attacher, "closed")
     # The fixture then checks that no task is left.
+
+
+async def test_info_of_a_gen_server_shows_its_code_and_a_bounded_state(site: Site) -> None:
+    from rusm import GenServer
+
+    class Keeper(GenServer):
+        def init(self) -> Any:
+            state: dict[str, Any] = {"big": "x" * 100_000, "deep": [[[[[[1]]]]]],
+                                     "many": list(range(10_000))}
+            state["me"] = state  # refers to itself
+            return state
+
+    pid = await Keeper.start(site.rt, name="keeper")
+    client = await site.client()
+    info = await client.command("info", pid=str(pid))
+    assert info["code"].endswith("Keeper vsn 1")
+    state = info["state"]
+    assert len(state) <= 600 and "'big'" in state and "..." in state
+    assert info["old_code"] is False
+    plain = await client.command("info", pid=str((await probe(site.rt)).pid))
+    assert "state" not in plain and "code" not in plain

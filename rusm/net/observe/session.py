@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import reprlib
 import time
 from collections import deque
 from dataclasses import replace
@@ -19,9 +20,11 @@ from typing import Any
 
 from rusm.actors import census
 from rusm.actors.errors import RusmError
+from rusm.actors.gen_server import server_info
 from rusm.actors.info import ProcessInfo
 from rusm.actors.messages import KILL
 from rusm.actors.pid import Pid
+from rusm.actors.runtime import Runtime
 
 from ..errors import RemoteError
 from ..node import ClusterNode
@@ -236,6 +239,8 @@ class Observatory:
             "received": info.received,
             "sent": info.sent,
             "spawned_at": info.spawned_at,
+            "old_code": info.old_code,
+            **_server_facts(self.rt, info.pid),
         }
 
     async def _cmd_reload(
@@ -393,6 +398,31 @@ class Session:
             offset=sub.offset if sub.detail else 0,
             exited=exited,
         )
+
+
+STATE_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+(STATE_REPR.maxlevel, STATE_REPR.maxdict, STATE_REPR.maxlist, STATE_REPR.maxtuple,
+ STATE_REPR.maxset, STATE_REPR.maxstring, STATE_REPR.maxother, STATE_REPR.maxlong) = (
+    4, 12, 12, 12, 12, 80, 80, 40)
+"""How a GenServer's state is shown: bounded in depth and width, safe for
+self-referencing terms."""
+STATE_CHARS = 600
+"""The most characters of a state an info carries."""
+
+
+def _server_facts(rt: Runtime, pid: Pid) -> dict[str, Any]:
+    """A GenServer's ``code`` (class and vsn) and ``state`` (a bounded repr)."""
+    server = server_info(rt, pid)
+    if server is None:
+        return {}
+    try:
+        state = STATE_REPR.repr(server.state)
+    except Exception as e:  # a __repr__ that raises: say so, never fail the info
+        state = f"<state whose repr raised {type(e).__name__}>"
+    if len(state) > STATE_CHARS:
+        state = state[: STATE_CHARS - 1] + "…"
+    cls = server.callbacks
+    return {"code": f"{cls.__module__}.{cls.__qualname__} vsn {server.vsn!r}", "state": state}
 
 
 def _row(info: ProcessInfo, wall: float) -> ProcessRow:
