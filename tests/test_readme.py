@@ -38,3 +38,9 @@ def test_the_cluster_example_runs_as_written() -> None:
     assert re.fullmatch(r"hello, tokyo \(from <london\.\d+>\)", lines[1])
     assert re.fullmatch(r"worker <london\.\d+> started with 1 x", lines[2])
     assert lines[3:] == ["True", "london", "True"]
+
+
+def test_the_gen_server_example_runs_as_written() -> None:
+    out = _run_example(2)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["15", "False"]
