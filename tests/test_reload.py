@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from rusm import GenServer
 from rusm.actors import Process, Runtime
 from rusm.net import ClusterNode, Identity
 
-from .test_node_cli import Node, Nodes, ok, rusm
+from .test_node_cli import Node, Nodes, nodes, ok, rusm
+
+__all__ = ["nodes"]  # test_node_cli's fixture: every node killed, none left running
 
 V1 = """
 from rusm import GenServer, NoReply, Reply
@@ -92,15 +94,6 @@ def hot(tmp_path: Path) -> Path:
     d.mkdir()
     (d / "hotmod.py").write_text(V1)
     return d
-
-
-@pytest.fixture
-def nodes(home: Path, tmp_path: Path) -> Iterator[Nodes]:
-    n = Nodes(home, tmp_path)
-    try:
-        yield n
-    finally:
-        n.close()
 
 
 def start(nodes: Nodes, name: str, certs: dict[str, Path], hot: Path, *more: str) -> Node:

@@ -1,4 +1,4 @@
-"""The kill confirmation: nothing is killed until the user says yes."""
+"""Confirmations: nothing is killed, reloaded or purged until the user says yes."""
 
 from __future__ import annotations
 
@@ -13,14 +13,28 @@ from textual.widgets import Button, Static
 __all__ = ["ConfirmAction", "ConfirmKill"]
 
 
-class ConfirmKill(ModalScreen[bool]):
-    """Dismisses with True to kill, False to keep the process."""
+class _Confirm(ModalScreen[bool]):
+    """A yes/no question; "no" has the focus. Dismisses with the answer."""
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Kill"),
-        Binding("n", "answer(False)", "Keep"),
-        Binding("escape", "answer(False)", "Keep"),
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No"),
     ]
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class ConfirmKill(_Confirm):
+    """Dismisses with True to kill, False to keep the process."""
 
     def __init__(self, pid: str, *, label: str | None, node: str, reason: str) -> None:
         super().__init__()
@@ -39,21 +53,9 @@ class ConfirmKill(ModalScreen[bool]):
                 yield Button("Kill (y)", variant="error", id="yes")
                 yield Button("Keep (n)", variant="primary", id="no")
 
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
-    def action_answer(self, kill: bool) -> None:
-        self.dismiss(kill)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-
-class ConfirmAction(ModalScreen[bool]):
+class ConfirmAction(_Confirm):
     """Dismisses with True to go ahead (a reload, a purge), False not to."""
-
-    BINDINGS = ConfirmKill.BINDINGS
 
     def __init__(self, question: str, detail: str, verb: str) -> None:
         super().__init__()
@@ -66,13 +68,3 @@ class ConfirmAction(ModalScreen[bool]):
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.verb} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", variant="primary", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
