@@ -371,6 +371,14 @@ async def test_a_listener_presenting_an_expired_certificate_is_refused_by_the_co
     await assert_connector_refuses(connector, listener)
 
 
+async def test_a_listener_presenting_a_not_yet_valid_certificate_is_refused_by_the_connector(
+    nodes: Nodes, ca: ClusterCa
+) -> None:
+    listener = await nodes.bind("london", not_yet_valid(ca, "london"))
+    connector = await nodes.bind("tokyo", ca.issue("tokyo"))
+    await assert_connector_refuses(connector, listener)
+
+
 async def test_a_connector_that_refused_a_bad_listener_still_links_to_a_good_one(
     nodes: Nodes, ca: ClusterCa, other_ca: ClusterCa
 ) -> None:

@@ -152,6 +152,8 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("qh3.tls.State", "SERVER_EXPECT_CLIENT_HELLO"),
     ("qh3.tls.State", "SERVER_EXPECT_FINISHED"),
     ("qh3.tls.State", "SERVER_POST_HANDSHAKE"),
+    # The listening socket's transport, read by rusm.net.node (its address, tuning).
+    ("qh3.asyncio.server.QuicServer.__init__", "_transport"),
     # Rust types that qh3.tls uses (the module is private).
     ("qh3._hazmat", "Buffer"),
     ("qh3._hazmat", "BufferReadError"),
