@@ -29,6 +29,7 @@ __all__ = ["nodes"]  # test_node_cli's fixture: every node killed, none left run
 
 V1 = """
 from rusm import GenServer, NoReply, Reply
+from rusm.actors import ChildSpec, Supervisor
 
 VERSION = 1
 
@@ -60,6 +61,7 @@ async def setup(node):
     await Counter.start(node, name="counter")
     node.runtime.register("plain", node.runtime.spawn(plain))
     node.register_spawnable("hotworker", hotworker)
+    node.runtime.spawn(Supervisor([ChildSpec("supervised", plain, name="supervised")]))
 """
 
 V2 = V1.replace("VERSION = 1", "VERSION = 2").replace("vsn = 1", "vsn = 2").replace(
@@ -204,8 +206,13 @@ async def test_reload_moves_a_gen_server_to_new_code_with_its_state_and_loses_no
     assert purged.returncode == 0, purged.stderr
     assert plain["pid"] in purged.stdout
     rows = await ps_rows(home, "london")
-    assert not [r for r in rows if r["status"] == "old code"]
     assert not [r for r in rows if r["pid"] == plain["pid"]]
+    # The supervised one was restarted on the new code: nothing is on the old.
+    [supervised] = [r for r in rows if "supervised" in r["names"]]
+    assert supervised["pid"] not in report["old_code"]
+    assert not [r for r in rows if r["status"] == "old code"]
+    again = await cli(home, "purge", "london", "hotmod", "--yes")
+    assert json.loads(ok(again)) == []  # no process runs v1's code any more
 
 
 @pytest.mark.timeout(120)

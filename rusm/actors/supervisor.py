@@ -23,6 +23,7 @@ and its ``name`` registered again. The supervisor answers ``Call`` requests
 from __future__ import annotations
 
 import logging
+import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,7 +117,8 @@ class _Run:
 
     def start(self, i: int) -> None:
         child = self.spec.children[i]
-        pid = self.proc.spawn_link(child.body, *child.args, label=child.label or child.id)
+        body = current_code(child.body)
+        pid = self.proc.spawn_link(body, *child.args, label=child.label or child.id)
         if child.name is not None:
             self.proc.runtime.register(child.name, pid)
         self.pids[i] = pid
@@ -188,3 +190,31 @@ class _Run:
         while self.restarts and self.restarts[0] < now - self.spec.max_seconds:
             self.restarts.popleft()
         return len(self.restarts) > self.spec.max_restarts
+
+
+def current_code(body: Body) -> Body:
+    """``body`` as its module defines it now: a child is (re)started with a
+    fully qualified lookup, as the BEAM's supervisors call ``M:F(A)``, so one
+    restarted after a hot reload runs the new code. A method of a class (a
+    GenServer's ``serve``) is looked up on the class of the same name; a body
+    that is not a module-level name (a closure, an instance) is itself."""
+    owner = getattr(body, "__self__", None)
+    if isinstance(owner, type):
+        cls = _defined(owner)
+        new = getattr(cls, getattr(body, "__name__", ""), None) if cls is not None else None
+    else:
+        new = _defined(body)
+    return new if new is not None and type(new) is type(body) else body
+
+
+def _defined(obj: Any) -> Any:
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    qualname = getattr(obj, "__qualname__", "")
+    if module is None or not qualname or "<locals>" in qualname:
+        return None
+    value: Any = module
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
