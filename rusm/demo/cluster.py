@@ -19,7 +19,7 @@ london
     drain, the default victim of the ``flood`` scenario). ``crash_watch``
     counts the restarts. ``pool_sup`` supervises a ``dispatcher`` and its
     ``worker.1`` .. ``worker.N``, which serve jobs from tokyo. ``tally`` counts
-    the pings from tokyo and ``stats`` answers calls with the runtime's
+    the pings from tokyo and ``stats`` (both GenServers) answers calls with the runtime's
     counters; both are also global names.
 tokyo
     ``tokyo_sup`` supervises ``pinger`` (a steady stream of pings to london's
@@ -48,9 +48,12 @@ from rusm.actors import (
     Call,
     ChildSpec,
     Down,
+    GenServer,
+    NoReply,
     Pid,
     Process,
     ProcessExit,
+    Reply,
     Runtime,
     RusmError,
     Supervisor,
@@ -262,33 +265,37 @@ async def crash_watch(proc: Process, sup: str, child: str) -> None:
                 break
 
 
-async def tally(proc: Process) -> None:
+class Tally(GenServer):
     """Counts what it receives (tokyo's pings); ``Call("count")`` returns the count."""
-    count = 0
-    while True:
-        msg = await proc.receive()
-        if isinstance(msg, Call):
-            msg.reply(count)
-        else:
-            count += 1
+
+    def init(self) -> int:
+        return 0
+
+    def handle_call(self, request: Any, from_: Any, count: int) -> Reply:
+        return Reply(count, count)
+
+    def handle_info(self, message: Any, count: int) -> NoReply:
+        return NoReply(count + 1)
 
 
-async def stats(proc: Process) -> None:
+class Stats(GenServer):
     """Answers every call with this runtime's counters and the consumer's mailbox."""
-    rt = proc.runtime
-    while True:
-        msg = await proc.receive()
-        if isinstance(msg, Call):
-            s = rt.stats()
-            consumer = rt.whereis("consumer")
-            info = rt.process_info(consumer) if consumer is not None else None
-            msg.reply({
-                "node": s.node,
-                "processes": s.processes,
-                "messages": s.messages,
-                "dead_letters": s.dead_letters,
-                "consumer_mailbox": info.mailbox_depth if info else 0,
-            })
+
+    def init(self) -> None:
+        return None
+
+    def handle_call(self, request: Any, from_: Any, state: None) -> Reply:
+        rt = self.proc.runtime
+        s = rt.stats()
+        consumer = rt.whereis("consumer")
+        info = rt.process_info(consumer) if consumer is not None else None
+        return Reply({
+            "node": s.node,
+            "processes": s.processes,
+            "messages": s.messages,
+            "dead_letters": s.dead_letters,
+            "consumer_mailbox": info.mailbox_depth if info else 0,
+        }, state)
 
 
 async def dispatcher(proc: Process, workers: int) -> None:
@@ -491,8 +498,8 @@ def _start_london(node: ClusterNode, cfg: DemoConfig) -> None:
         label="pool_sup",
     )
     rt.register("pool_sup", pool_sup)
-    for name, body in (("tally", tally), ("stats", stats)):
-        rt.register(name, rt.spawn(body, label=name))
+    for name, server in (("tally", Tally), ("stats", Stats)):
+        rt.register(name, rt.spawn(server.serve, label=name))
     node.register_spawnable("flood", functools.partial(flood, cfg=cfg))
     node.register_spawnable("fanout", functools.partial(fanout, cfg=cfg))
     node.register_spawnable("crashloop", functools.partial(crashloop, cfg=cfg))
