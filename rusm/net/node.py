@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from qh3.asyncio.server import QuicServer, serve
-from qh3.quic.connection import QuicConnection
-
 from rusm.actors import reload as code_reload
 from rusm.actors.messages import NOCONNECTION, Down
 from rusm.actors.pid import Pid, Ref
@@ -47,7 +44,7 @@ from .errors import (
 from .link import LinkProtocol
 from .messages import NodeDown
 from .mtls import make_configuration
-from .quic import QuicLink, tune_transport
+from .quic import Listener, QuicLink, dial, listen, listening_on
 from .registry import Entries, GlobalRegistry
 from .tls import Identity, is_read_only, validate_node_name
 from .wire import (
@@ -144,7 +141,7 @@ class ClusterNode:
         """Every link this node has, by its protocol: connected, connecting or
         in its hello; each goes when its connection does."""
         self._transports: dict[QuicLink, asyncio.DatagramTransport] = {}
-        self._server: QuicServer | None = None
+        self._server: Listener | None = None
         self._spawnables: dict[str, Body] = {}
         self._node_watchers: dict[str, list[Pid]] = {}
         self._gone: dict[str, str] = {}
@@ -189,13 +186,8 @@ class ClusterNode:
                 f"(rusm cert issue {name} --ca CA_DIR --out DIR)"
             )
         node = cls(name, runtime, identity, config or ClusterConfig(), hidden)
-        node._server = await serve(
-            addr[0],
-            addr[1],
-            configuration=node._configuration(is_client=False),
-            create_protocol=node._link_factory(outbound=False),
-        )
-        tune_transport(node._server._transport)
+        config = node._configuration(is_client=False)
+        node._server = await listen(addr[0], addr[1], config, node._link_factory(outbound=False))
         node._keeper = runtime.spawn(_keeper, node.registry, label="rusm.global")
         log.info("node %s listening on %s", name, node.local_addr())
         return node
@@ -226,17 +218,16 @@ class ClusterNode:
         return protocol
 
     def local_addr(self) -> Address:
-        assert self._server is not None and self._server._transport is not None
-        host, port = self._server._transport.get_extra_info("sockname")[:2]
-        return host, port
+        where = listening_on(self._server)
+        assert where is not None, "the node is not listening"
+        return where
 
     @property
     def listen_port(self) -> int:
         """The UDP port this node accepts links on; 0 for a hidden node or
         one that is not bound (its hello says so)."""
-        if self.hidden or self._server is None or self._server._transport is None:
-            return 0
-        return self.local_addr()[1]
+        where = None if self.hidden else listening_on(self._server)
+        return 0 if where is None else where[1]
 
     async def connect(self, addr: Address) -> RemoteNode:
         """Link to the node at ``addr`` (like ``net_kernel:connect_node``).
@@ -247,17 +238,11 @@ class ClusterNode:
         """
         if self._closing:
             raise RuntimeError(f"node {self.name} is closed")
-        loop = asyncio.get_running_loop()
-        config = self._configuration(is_client=True)
-        factory = self._link_factory(outbound=True)
-        transport, link = await loop.create_datagram_endpoint(
-            lambda: factory(QuicConnection(configuration=config)),
-            local_addr=("::" if ":" in addr[0] else "0.0.0.0", 0),
+        transport, link = await dial(
+            self._configuration(is_client=True), self._link_factory(outbound=True), addr
         )
-        tune_transport(transport)
         self._transports[link] = transport
         peer = link.protocol
-        link.connect(addr)
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 await peer.ready

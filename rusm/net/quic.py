@@ -24,6 +24,7 @@ from typing import Any
 
 from cryptography import x509
 from qh3.asyncio.protocol import QuicConnectionProtocol
+from qh3.asyncio.server import QuicServer, serve
 from qh3.quic import events
 from qh3.quic.connection import QuicConnection, QuicConnectionError
 
@@ -67,6 +68,41 @@ def tune_transport(transport: Any) -> None:
     of 256 KiB. uvloop's transport has no such setting (nor needs one)."""
     if hasattr(transport, "max_size"):
         transport.max_size = DATAGRAM_MAX_SIZE
+
+
+Listener = QuicServer
+"""The engine's server: what :func:`listen` returns."""
+
+
+async def listen(host: str, port: int, configuration: Any,
+                 create_protocol: Callable[..., QuicLink]) -> QuicServer:
+    """The engine's server on ``host:port``: one :class:`QuicLink` per peer."""
+    server = await serve(host, port, configuration=configuration,
+                         create_protocol=create_protocol)
+    tune_transport(server._transport)
+    return server
+
+
+def listening_on(server: QuicServer | None) -> tuple[str, int] | None:
+    """The (host, port) a server listens on; None once it is closed."""
+    transport = server._transport if server is not None else None
+    if transport is None:
+        return None
+    host, port = transport.get_extra_info("sockname")[:2]
+    return host, port
+
+
+async def dial(configuration: Any, create_protocol: Callable[..., QuicLink],
+               addr: tuple[str, int]) -> tuple[asyncio.DatagramTransport, QuicLink]:
+    """Open a client connection to ``addr`` (the handshake starts at once)."""
+    loop = asyncio.get_running_loop()
+    transport, link = await loop.create_datagram_endpoint(
+        lambda: create_protocol(QuicConnection(configuration=configuration)),
+        local_addr=("::" if ":" in addr[0] else "0.0.0.0", 0),
+    )
+    tune_transport(transport)
+    link.connect(addr)
+    return transport, link
 
 
 class QuicLink(QuicConnectionProtocol):
