@@ -512,7 +512,7 @@ async def _start(
 class _Server:
     """One running server: its callbacks object, state and idle timeout."""
 
-    __slots__ = ("callbacks", "code", "parents", "proc", "state", "timeout")
+    __slots__ = ("_state", "callbacks", "code", "parents", "proc", "timeout")
 
     def __init__(self, cls: type[GenServer], proc: Process) -> None:
         self.callbacks = cls()
@@ -521,12 +521,21 @@ class _Server:
         """The code it runs, as the observer sees it: the old one until a code
         change has finished."""
         self.proc = proc
-        self.state: Any = None
+        self._state: Any = None
         self.timeout: float | None = None
         info = proc.runtime.process_info(proc.pid)
         # As OTP: an exit signal from the process that spawn-linked it (its
         # supervisor, or a start(link=True)) stops it, if it traps exits.
         self.parents = frozenset(info.links) if info else frozenset()
+
+    @property
+    def state(self) -> Any:
+        return self._state
+
+    @state.setter
+    def state(self, state: Any) -> None:
+        self._state = state
+        self.proc.publish_state(state)  # what the observer shows
 
     def info(self) -> ServerInfo:
         return ServerInfo(self.proc.pid, self.code, self.code.vsn, self.state)

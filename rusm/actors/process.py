@@ -22,7 +22,10 @@ from .remote import RemoteDest
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["Match", "Process"]
+__all__ = ["UNPUBLISHED", "Match", "Process"]
+
+UNPUBLISHED: Any = type("Unpublished", (), {"__repr__": lambda self: "UNPUBLISHED"})()
+"""What :attr:`Process.published_state` is until the process publishes one."""
 
 Match = Callable[[Any], bool] | type | tuple[type, ...]
 """A selective-receive filter: a predicate, or a type / tuple of types."""
@@ -49,6 +52,7 @@ class Process:
         "_received",
         "_rt",
         "_sent",
+        "_state",
         "_task",
         "_timed_out",
         "_trap",
@@ -86,6 +90,7 @@ class Process:
         self._timed_out = False
         self._received = 0
         self._sent = 0
+        self._state: Any = UNPUBLISHED
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} {self.label or ''}>"
@@ -93,6 +98,18 @@ class Process:
     @property
     def runtime(self) -> Runtime:
         return self._rt
+
+    def publish_state(self, state: Any) -> None:
+        """Show ``state`` to the observer as this process's state (what
+        ``sys:get_state`` answers on the BEAM): ``rusm info`` and the process
+        view print it with a bounded repr. Call it again when the state
+        changes; it costs one assignment. A GenServer publishes its own."""
+        self._state = state
+
+    @property
+    def published_state(self) -> Any:
+        """The last state :meth:`publish_state` was given, or ``UNPUBLISHED``."""
+        return self._state
 
     # -- receiving ---------------------------------------------------------
 
@@ -178,15 +195,20 @@ class Process:
         if it exits before replying, :class:`Timeout` after ``timeout`` s (a
         reply that comes later is dropped).
         """
+        loop = self._rt._loop
+        since = loop.time() if loop is not None else 0.0  # noqa: F841 (diagnose reads it)
         ref = self._rt._monitor(self, dest, by_call=True)
         calls = self._calls
         if calls is None:
             calls = self._calls = set()
         calls.add(ref)
+        self._rt._calling.add(self)
         try:
             self.send(dest, Call(self.pid, ref, request, self._rt))
         except BaseException:  # not sent (a term that cannot cross): take the monitor back
             calls.discard(ref)
+            if not calls:
+                self._rt._calling.discard(self)
             self._end_monitor(ref, True)
             raise
 
@@ -197,9 +219,13 @@ class Process:
             answer = await self.receive(timeout, is_answer)
         except BaseException:
             calls.discard(ref)
+            if not calls:
+                self._rt._calling.discard(self)
             self._end_monitor(ref, True)
             raise
         calls.discard(ref)
+        if not calls:
+            self._rt._calling.discard(self)
         self._end_monitor(ref, True, answered=answer.__class__ is Reply)
         if answer.__class__ is Down:
             if answer.reason == NOPROC:

@@ -30,12 +30,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from . import diagnose as dg
 from .errors import NameTaken, NoProc, NotRegistered, ProcessExit, RuntimeClosed, RusmError
 from .info import ProcessInfo, RuntimeStats, Status
 from .messages import KILL, KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Call, Down, Exit, Reply
 from .pid import Pid, Ref
-from .process import Process
+from .process import UNPUBLISHED, Process
 from .remote import RemoteDest, RemoteRouter
+
+_RECEIVE = Process.receive.__code__
+_CALL = Process.call.__code__
 
 __all__ = ["Body", "Runtime", "RuntimeConfig"]
 
@@ -104,6 +108,7 @@ class Runtime:
         self._refs = itertools.count(1)
         self._procs: dict[int, Process] = {}
         self._unwinding: dict[int, Process] = {}
+        self._calling: set[Process] = set()  # processes blocked in call (diagnose)
         self._names: dict[str, Process] = {}
         self._dying: deque[tuple[Process, Any, bool]] = deque()
         self._draining = False
@@ -748,6 +753,61 @@ class Runtime:
             old_code=proc.old_code,
         )
 
+    # -- why is it stuck (rusm.actors.diagnose) ----------------------------
+
+    def wait_of(self, pid: Pid) -> dg.Wait | None:
+        """What a live process waits on (``receive``, ``call <pid> 2.3s``,
+        ``sleep 1s``...), read from its await chain; None if it is gone."""
+        proc = self._local(pid)
+        if proc is None:
+            return None
+        return dg.wait_of(proc._task, _RECEIVE, _CALL, self._now())
+
+    def calls_waiting(self) -> dict[Pid, Pid]:
+        """Caller -> callee, for each local process blocked in a call to a
+        local process (a call to another node ends the path here)."""
+        out: dict[Pid, Pid] = {}
+        now = self._now()
+        for proc in list(self._calling):
+            wait = dg.wait_of(proc._task, _RECEIVE, _CALL, now)
+            if wait.kind == "call":
+                target = wait.target
+                if isinstance(target, tuple) and len(target) == 2 and target[1] == self.node:
+                    target = target[0]
+                callee = self._resolve(target) if isinstance(target, Pid | str) else None
+                if callee is not None:
+                    out[proc.pid] = callee.pid
+        return out
+
+    def deadlocked(self) -> set[Pid]:
+        """The local processes on a cycle of calls (each waits on the next)."""
+        return dg.deadlocks(self.calls_waiting())
+
+    def diagnose(self, pid: Pid, messages: int = 20) -> dg.Diagnosis | None:
+        """Where a process is, what it waits on and who waits on it, the first
+        ``messages`` of its mailbox, its state and size; None if it is gone.
+        On demand only: nothing here runs on the message path."""
+        proc = self._local(pid) or (
+            self._unwinding.get(pid.serial) if pid.node == self.node else None
+        )
+        if proc is None:
+            return None
+        calls = self.calls_waiting()
+        state = proc._state
+        return dg.Diagnosis(
+            info=self._info(proc),
+            where=dg.where(proc._task, _WRAPPERS),
+            wait=dg.wait_of(proc._task, _RECEIVE, _CALL, self._now()),
+            waited_by=tuple(sorted(c for c, callee in calls.items() if callee == proc.pid)),
+            deadlocked=proc.pid in dg.deadlocks(calls),
+            messages=dg.peek(proc._mailbox, messages),
+            state=None if state is UNPUBLISHED else dg.bounded_repr(state),
+            memory_bytes=dg.memory_estimate(proc, proc._mailbox),
+        )
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
     def process_bodies(self) -> list[tuple[Pid, Body]]:
         """Each live process's pid and the function it runs, in pid order."""
         return [(p.pid, p.body) for _, p in sorted(self._procs.items()) if not p._dead]
@@ -772,3 +832,6 @@ def _remote_node(target: Any, node: str) -> str | None:
 def _pid_of(peer: Any) -> Any:
     """The pid of a local peer (a Process) or a remote one (already a pid or name)."""
     return peer.pid if peer.__class__ is Process else peer
+
+
+_WRAPPERS = (Runtime._main.__code__,)

@@ -21,6 +21,8 @@ from rusm.net.terms import decode_term, encode_term
 __all__ = [
     "ASCENDING",
     "COMMANDS",
+    "INFO_MESSAGES",
+    "MAX_INFO_MESSAGES",
     "MAX_LIMIT",
     "MAX_OFFSET",
     "MUTATING",
@@ -63,6 +65,10 @@ MAX_LIMIT = 1000
 """The most process rows one sample carries."""
 MAX_OFFSET = 10_000_000
 """The most rows a subscription may skip."""
+INFO_MESSAGES = 20
+"""How many mailbox messages ``info`` shows unless asked for another count."""
+MAX_INFO_MESSAGES = 1000
+"""The most mailbox messages one ``info`` carries."""
 
 
 class CommandError(RusmError):

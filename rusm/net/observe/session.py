@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import reprlib
 import time
 from collections import deque
 from dataclasses import replace
@@ -31,6 +30,8 @@ from ..node import ClusterNode
 from ..terms import UnsendableTerm
 from .protocol import (
     COMMANDS,
+    INFO_MESSAGES,
+    MAX_INFO_MESSAGES,
     CommandError,
     History,
     ProcessRow,
@@ -161,6 +162,18 @@ class Observatory:
             raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
         return pid
 
+    def _named(self, text: Any) -> Pid:
+        """A live local process by pid or by its (local or global) name."""
+        if isinstance(text, str) and not text.startswith("<"):
+            pid = self.rt.whereis(text) or self.node.whereis_global_pid(text)
+            if pid is not None:
+                return self._live(pid)
+            if "." not in text:
+                raise CommandError(
+                    "no_such_process",
+                    f"no process is registered as {text!r} on {self.node.name}")
+        return self._live(text)
+
     def _dest(self, dest: Any) -> Pid | str:
         if isinstance(dest, str) and not dest.startswith("<"):
             if self.rt.whereis(dest) is not None:
@@ -222,10 +235,16 @@ class Observatory:
 
     _cmd_exit = _cmd_kill
 
-    def _cmd_info(self, session: Session, pid: Any) -> dict[str, Any]:
-        info = self.rt.process_info(self._live(pid))
-        if info is None:  # pragma: no cover - exited between the two lookups
+    def _cmd_info(
+        self, session: Session, pid: Any, messages: Any = INFO_MESSAGES
+    ) -> dict[str, Any]:
+        if type(messages) is not int or not 0 <= messages <= MAX_INFO_MESSAGES:
+            raise CommandError(
+                "bad_request", f"info: messages is a count from 0 to {MAX_INFO_MESSAGES}")
+        found = self.rt.diagnose(self._named(pid), messages)
+        if found is None:  # pragma: no cover - exited between the two lookups
             raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
+        info = found.info
         return {
             "pid": str(info.pid),
             "label": info.label,
@@ -240,7 +259,15 @@ class Observatory:
             "sent": info.sent,
             "spawned_at": info.spawned_at,
             "old_code": info.old_code,
-            **_server_facts(self.rt, info.pid),
+            **_server_code(self.rt, info.pid),
+            "state": found.state,
+            "where": [{"function": f.function, "file": f.file, "line": f.line}
+                      for f in found.where],
+            "waiting_on": found.wait.text,
+            "waited_by": [str(p) for p in found.waited_by],
+            "deadlock": found.deadlocked,
+            "messages": found.messages,
+            "memory_bytes": found.memory_bytes,
         }
 
     async def _cmd_reload(
@@ -400,29 +427,13 @@ class Session:
         )
 
 
-STATE_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
-(STATE_REPR.maxlevel, STATE_REPR.maxdict, STATE_REPR.maxlist, STATE_REPR.maxtuple,
- STATE_REPR.maxset, STATE_REPR.maxstring, STATE_REPR.maxother, STATE_REPR.maxlong) = (
-    4, 12, 12, 12, 12, 80, 80, 40)
-"""How a GenServer's state is shown: bounded in depth and width, safe for
-self-referencing terms."""
-STATE_CHARS = 600
-"""The most characters of a state an info carries."""
-
-
-def _server_facts(rt: Runtime, pid: Pid) -> dict[str, Any]:
-    """A GenServer's ``code`` (class and vsn) and ``state`` (a bounded repr)."""
+def _server_code(rt: Runtime, pid: Pid) -> dict[str, Any]:
+    """A GenServer's ``code``: its class and vsn."""
     server = server_info(rt, pid)
     if server is None:
         return {}
-    try:
-        state = STATE_REPR.repr(server.state)
-    except Exception as e:  # a __repr__ that raises: say so, never fail the info
-        state = f"<state whose repr raised {type(e).__name__}>"
-    if len(state) > STATE_CHARS:
-        state = state[: STATE_CHARS - 1] + "…"
     cls = server.callbacks
-    return {"code": f"{cls.__module__}.{cls.__qualname__} vsn {server.vsn!r}", "state": state}
+    return {"code": f"{cls.__module__}.{cls.__qualname__} vsn {server.vsn!r}"}
 
 
 def _row(info: ProcessInfo, wall: float) -> ProcessRow:
