@@ -170,8 +170,8 @@ class Observatory:
                 return self._live(pid)
             if "." not in text:
                 raise CommandError(
-                    "no_such_process",
-                    f"no process is registered as {text!r} on {self.node.name}")
+                    "bad_request", f"{text!r} is neither a pid (write it like "
+                    f"<{self.node.name}.12>) nor a name registered on {self.node.name}")
         return self._live(text)
 
     def _dest(self, dest: Any) -> Pid | str:
