@@ -7,6 +7,7 @@ registered under that name, which never receives: what it is sent stays in
 its mailbox, so its depth counts the messages that reached it.
 ``worker(name=None)`` registers itself as ``name`` if given, then takes
 every message out of its mailbox (its ``received`` counts them).
+``stuck`` also starts the demo's deadlock and backlog scenarios.
 ``broken`` is a setup that fails.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 
 from rusm.actors import Process
+from rusm.demo.stuck import backlog, deadlock
 from rusm.net import ClusterNode
 
 
@@ -32,6 +34,16 @@ async def worker(proc: Process, name: str | None = None) -> None:
 def setup(node: ClusterNode) -> None:
     node.register_spawnable("worker", worker)
     node.runtime.register("ledger", node.runtime.spawn(ledger, label="ledger"))
+
+
+def stuck(node: ClusterNode) -> None:
+    """``setup``, and the demo's stuck scenarios running: ``deadlock_a`` (in a
+    cycle of calls with its ``deadlock.b``) and ``backlog`` (its mailbox
+    filling with orders, its state published)."""
+    setup(node)
+    rt = node.runtime
+    rt.register("deadlock_a", rt.spawn(deadlock, label="deadlock.a"))
+    rt.register("backlog", rt.spawn(backlog, 0.001, label="backlog"))
 
 
 def broken(node: ClusterNode) -> None:

@@ -145,10 +145,12 @@ def wait_of(
     receive_code: Any,
     call_code: Any,
     now: float,
+    skip: tuple[Any, ...] = (),
 ) -> Wait:
     """What the process running ``task`` waits on. ``receive_code`` and
     ``call_code`` are the code objects of ``Process.receive`` and
-    ``Process.call``; ``now`` is the loop's time (a call's ``since``)."""
+    ``Process.call``; ``now`` is the loop's time (a call's ``since``);
+    ``skip`` the code objects of the runtime's own wrapper frames."""
     if task is None or task.done():
         return Wait("exited", "exited")
     frames, end = _chain(task)
@@ -171,9 +173,12 @@ def wait_of(
                 return Wait("sleep", f"sleep {delay:g}s", seconds=float(delay))
             return Wait("sleep", "sleep")
     inner = frames[-1]
-    if len(frames) > 1:
+    if sum(f.f_code not in skip for f in frames) > 1:  # awaits a library coroutine
         return Wait("await", f"await {inner.f_code.co_qualname}")
-    return Wait("await", f"await {type(end).__name__}" if end is not None else "await")
+    if end is None:
+        return Wait("await", "await")
+    name = type(end).__name__
+    return Wait("await", "await Future" if name == "FutureIter" else f"await {name}")
 
 
 def deadlocks(calls: Mapping[Any, Any]) -> set[Any]:

@@ -761,7 +761,7 @@ class Runtime:
         proc = self._local(pid)
         if proc is None:
             return None
-        return dg.wait_of(proc._task, _RECEIVE, _CALL, self._now())
+        return self._wait(proc, self._now())
 
     def calls_waiting(self) -> dict[Pid, Pid]:
         """Caller -> callee, for each local process blocked in a call to a
@@ -769,7 +769,7 @@ class Runtime:
         out: dict[Pid, Pid] = {}
         now = self._now()
         for proc in list(self._calling):
-            wait = dg.wait_of(proc._task, _RECEIVE, _CALL, now)
+            wait = self._wait(proc, now)
             if wait.kind == "call":
                 target = wait.target
                 if isinstance(target, tuple) and len(target) == 2 and target[1] == self.node:
@@ -797,13 +797,17 @@ class Runtime:
         return dg.Diagnosis(
             info=self._info(proc),
             where=dg.where(proc._task, _WRAPPERS),
-            wait=dg.wait_of(proc._task, _RECEIVE, _CALL, self._now()),
+            wait=self._wait(proc, self._now()),
             waited_by=tuple(sorted(c for c, callee in calls.items() if callee == proc.pid)),
             deadlocked=proc.pid in dg.deadlocks(calls),
             messages=dg.peek(proc._mailbox, messages),
             state=None if state is UNPUBLISHED else dg.bounded_repr(state),
             memory_bytes=dg.memory_estimate(proc, proc._mailbox),
         )
+
+    @staticmethod
+    def _wait(proc: Process, now: float) -> dg.Wait:
+        return dg.wait_of(proc._task, _RECEIVE, _CALL, now, _WRAPPERS)
 
     def _now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0

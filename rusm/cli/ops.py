@@ -1,5 +1,5 @@
 """``rusm attach`` (the line REPL) and the one-shot ops commands
-``rusm ps|send|spawn|kill TARGET ...``.
+``rusm ps|info|send|spawn|kill|reload|purge TARGET ...``.
 
 TARGET is a node name on this machine (found in the node directory) or
 ``NAME@HOST:PORT`` with ``--identity DIR`` (QUIC, as a hidden node).
@@ -150,6 +150,33 @@ def ps_command(target: str, identity_dir: Path | None, as_json: bool, sort: str,
         return 0
 
     _run(target, identity_dir, job, sort=sort, limit=limit, filter=filter_, interval=interval)
+
+
+@cli.command("info")
+@click.argument("target")
+@click.argument("process")
+@_IDENTITY
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (keys in docs/PROTOCOL.md).")
+@click.option("--messages", type=click.IntRange(0, 1000), default=20, show_default=True,
+              help="How many of its mailbox's first messages to show.")
+def info_command(target: str, process: str, identity_dir: Path | None, as_json: bool,
+                 messages: int) -> None:
+    """Why is PROCESS (a pid or registered name) on TARGET stuck: where it
+    waits (its await chain), on whom, who waits on it, a deadlock, its
+    mailbox's first messages, its state, links, monitors and counters."""
+    from ..net.observe import CommandError
+    from .table import format_info
+
+    async def job(client: Any) -> int:
+        try:
+            info = await client.command("info", pid=process, messages=messages)
+        except CommandError as e:
+            click.echo(f"error ({e.kind}): {e.message}", err=True)
+            return 1
+        click.echo(json.dumps(info, default=str) if as_json else format_info(info))
+        return 0
+
+    _run(target, identity_dir, job, detail=False)
 
 
 @cli.command("send")

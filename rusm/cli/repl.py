@@ -18,12 +18,12 @@ from ..net.observe import CommandError, FeedStatus
 from ..net.observe.protocol import MUTATING
 from ..tui import commands as lang
 from ..tui.audit import AuditLog, default_audit_path
-from .table import format_table
+from .table import format_info, format_table
 
 HELP = """\
 ps                      the process table (top rows by the sort key)
 detail on|off           process rows in samples, or totals only
-info PID                everything the node knows about a process
+info PID|NAME           where it waits, on whom, its mailbox and state
 send DEST TERM          send TERM (a Python literal) to a pid or registered name
 spawn FACTORY [ARGS]    start a registered factory; ARGS literals or one literal list
 kill PID [REASON]       exit signal to PID (default reason: kill, untrappable)
@@ -237,7 +237,7 @@ class Repl:
 
 def _show(cmd: str, value: Any) -> str:
     if cmd == "info" and isinstance(value, dict):
-        return "\n".join(f"{k:>13}: {v}" for k, v in value.items())
+        return format_info(value)
     if cmd == "nodes":
         return ", ".join(value) or "(no connected nodes)"
     if value is None:

@@ -1,11 +1,44 @@
 """The process table as ``rusm ps``, ``rusm attach``'s ``ps`` and the
-off-terminal demo print it."""
+off-terminal demo print it, and a process's ``info`` as ``rusm info`` and
+``rusm attach``'s ``info`` print it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..net.observe.protocol import ProcessRow, Sample
 
-__all__ = ["format_table"]
+__all__ = ["format_info", "format_table"]
+
+_INFO_SECTIONS = ("where", "messages", "state")
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """An ``info`` answer for a person: the facts a line each, then where it
+    waits (its await chain, innermost first), its mailbox peek and its state."""
+    lines = []
+    for key, value in info.items():
+        if key in _INFO_SECTIONS:
+            continue
+        if isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        elif value is None:
+            value = "-"
+        elif key == "deadlock":
+            value = "YES: on a cycle of calls" if value else "no"
+        lines.append(f"{key:>13}: {value}")
+    frames = info.get("where") or []
+    lines.append(f"{'where':>13}: " + ("-" if not frames else ""))
+    lines.extend(f"{'':>15}{f['function']}  {f['file']}:{f['line']}" for f in frames)
+    messages = info.get("messages") or []
+    depth = info.get("mailbox_depth")
+    more = f" (first {len(messages)} of {depth})" if isinstance(depth, int) and depth > len(
+        messages) else ""
+    lines.append(f"{'messages':>13}:{more}" + (" -" if not messages else ""))
+    lines.extend(f"{'':>15}{m}" for m in messages)
+    state = info.get("state")
+    lines.append(f"{'state':>13}: " + ("- (none published)" if state is None else str(state)))
+    return "\n".join(lines)
 
 
 def _row(r: ProcessRow) -> str:

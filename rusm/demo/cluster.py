@@ -28,7 +28,9 @@ tokyo
     slow consumer of the acks that london's workers send back.
 
 london also registers spawnable scenarios for the command pane, each finite:
-``flood [N [TARGET]]``, ``fanout [N [EACH]]`` and ``crashloop [RESTARTS [EVERY]]``.
+``flood [N [TARGET]]``, ``fanout [N [EACH]]`` and ``crashloop [RESTARTS [EVERY]]``,
+and three that stay until killed, for ``info``: ``deadlock``, ``backlog [EVERY]``
+and ``blocker [EVERY [MS]]`` (rusm.demo.stuck).
 
 Every period and rate is a field of :class:`DemoConfig`, so tests run the same
 workload faster.
@@ -60,6 +62,8 @@ from rusm.actors import (
     Timeout,
 )
 from rusm.net import ClusterCa, ClusterNode
+
+from . import stuck
 
 __all__ = [
     "SCENARIOS",
@@ -503,6 +507,9 @@ def _start_london(node: ClusterNode, cfg: DemoConfig) -> None:
     node.register_spawnable("flood", functools.partial(flood, cfg=cfg))
     node.register_spawnable("fanout", functools.partial(fanout, cfg=cfg))
     node.register_spawnable("crashloop", functools.partial(crashloop, cfg=cfg))
+    for name, scenario in (("deadlock", stuck.deadlock), ("backlog", stuck.backlog),
+                           ("blocker", stuck.blocker)):
+        node.register_spawnable(name, scenario)
 
 
 def _start_tokyo(node: ClusterNode, cfg: DemoConfig, london: str) -> None:

@@ -110,7 +110,7 @@ USAGE = {
     "send": "send DEST TERM",
     "spawn": "spawn FACTORY [ARGS]",
     "kill": "kill PID [REASON]",
-    "info": "info PID",
+    "info": "info PID|NAME",
     "detail": "detail on|off",
     "sort": "sort KEY",
     "filter": "filter [TEXT]",

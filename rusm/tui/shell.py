@@ -107,8 +107,8 @@ class Shell:
 
     async def resolve(self, target: str) -> str | None:
         """The pid ``target`` names: a pid as written, or a registered name
-        (local, then global) of a process the table shows. None, said on the
-        message line, when there is none."""
+        (local, then global): from the rows shown, else the node's own answer.
+        None, said on the message line, when there is none."""
         if target.startswith("<"):
             return target
         sample = self.app.model.sample
@@ -117,12 +117,15 @@ class Shell:
         for row in rows:
             if target in row.names:
                 return row.pid
-        if target in self.app.completions.names:
-            self.app.say(f"{target!r} is registered on {self.node} but not among the rows "
-                         f"shown: filter for it (/{target}) or give its pid", error=True)
-        else:
+        try:  # not among the rows shown: the node knows its names
+            info = await self.info(target)
+        except CommandError:
             self.app.say(f"no process is registered as {target!r} on {self.node}", error=True)
-        return None
+            return None
+        except Exception as e:
+            self.app.say(describe_error(e), error=True)
+            return None
+        return str(info.get("pid")) if info.get("pid") else None
 
     async def exists(self, pid: str, verb: str) -> bool:
         """Whether ``pid`` is alive (shown in the table, or known to the node);
