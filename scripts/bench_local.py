@@ -11,6 +11,11 @@ baseline; the best of each is kept (highest rate, lowest size and latency):
    loop every ``BATCH`` messages so the consumer interleaves);
 4. ping-pong: round-trip latency between two processes (p50 and p99).
 
+Then what observing costs: throughput and ping-pong again, RUSM with the
+meter an observer starts (``Runtime.meter()``: the stack sampler thread and
+the loop-lag ticker) against RUSM without it, in the same run (target: at
+most 5 % slower, ``targets.meter_cost``).
+
 Prints one JSON line on stdout: both sets of figures, the ratios RUSM/baseline
 and whether the targets are met. Progress goes to stderr.
 
@@ -40,6 +45,8 @@ BATCH = 1000
 
 KEYS = ("spawn_per_s", "bytes_per_idle_process", "msgs_per_s", "pingpong_p50_us",
         "pingpong_p99_us")
+METER_KEYS = ("msgs_per_s", "pingpong_p50_us", "pingpong_p99_us")
+"""The figures measured with the observer's meter on and off."""
 HIGHER_IS_BETTER = {"spawn_per_s", "msgs_per_s"}
 
 
@@ -145,9 +152,11 @@ async def rusm_fleet(n: int) -> AsyncIterator[None]:
         yield
 
 
-async def rusm_throughput(n: int) -> float:
+async def rusm_throughput(n: int, metered: bool = False) -> float:
     done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     async with Runtime() as rt:
+        if metered:
+            rt.meter()  # what an observer starts: the stack sampler and the loop ticker
         consumer = rt.spawn(rusm_consumer, n, done)
         await asyncio.sleep(0)  # the consumer reaches its first receive
         t0 = time.perf_counter()
@@ -156,9 +165,11 @@ async def rusm_throughput(n: int) -> float:
     return n / (t1 - t0)
 
 
-async def rusm_pingpong(rounds: int, warmup: int) -> list[int]:
+async def rusm_pingpong(rounds: int, warmup: int, metered: bool = False) -> list[int]:
     done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
     async with Runtime() as rt:
+        if metered:
+            rt.meter()
         ponger = rt.spawn(rusm_ponger)
         rt.spawn(rusm_pinger, ponger, rounds, warmup, done)
         return await done
@@ -291,6 +302,17 @@ def measurements(sizes: Sizes) -> list[tuple[str, Measure, Measure]]:
     ]
 
 
+def metered(sizes: Sizes) -> list[tuple[str, Measure, Measure]]:
+    """(name, RUSM with the meter on, RUSM without it): what observing costs."""
+    return [
+        ("throughput", partial(throughput, partial(rusm_throughput, metered=True), sizes.messages),
+         partial(throughput, rusm_throughput, sizes.messages)),
+        ("pingpong", partial(pingpong, partial(rusm_pingpong, metered=True), sizes.rounds,
+                             sizes.warmup),
+         partial(pingpong, rusm_pingpong, sizes.rounds, sizes.warmup)),
+    ]
+
+
 def run_once(measure: Measure) -> dict[str, float]:
     gc.collect()
     return asyncio.run(measure())
@@ -306,13 +328,14 @@ def keep_best(best: dict[str, float], figures: dict[str, float]) -> None:
             best[key] = min(best[key], value)
 
 
-def bench(sizes: Sizes, repeat: int) -> tuple[dict[str, float], dict[str, float]]:
+def bench(pairs: list[tuple[str, Measure, Measure]], repeat: int, sides: tuple[str, str]
+          ) -> tuple[dict[str, float], dict[str, float]]:
     rusm: dict[str, float] = {}
     base: dict[str, float] = {}
-    for name, rusm_measure, base_measure in measurements(sizes):
+    for name, rusm_measure, base_measure in pairs:
         for k in range(repeat):
             # Alternate which side goes first, so neither always runs on a warmer machine.
-            order = [("rusm", rusm_measure, rusm), ("baseline", base_measure, base)]
+            order = [(sides[0], rusm_measure, rusm), (sides[1], base_measure, base)]
             for side, measure, best in order if k % 2 == 0 else order[::-1]:
                 figures = run_once(measure)
                 keep_best(best, figures)
@@ -354,8 +377,14 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
 
     started = time.perf_counter()
-    rusm, base = bench(sizes, args.repeat)
+    rusm, base = bench(measurements(sizes), args.repeat, ("rusm", "baseline"))
     ratio = {key: rusm[key] / base[key] for key in KEYS}
+    on, off = bench(metered(sizes), args.repeat, ("meter on", "meter off"))
+    meter = {key: {"on": round(on[key], 2), "off": round(off[key], 2),
+                   "ratio": round(on[key] / off[key], 3)} for key in METER_KEYS}
+    # Slower by: the throughput lost, or the latency gained, with the meter on.
+    cost = max(1 - on["msgs_per_s"] / off["msgs_per_s"],
+               on["pingpong_p50_us"] / off["pingpong_p50_us"] - 1)
     result = {
         "bench": "local",
         "python": platform.python_version(),
@@ -367,7 +396,10 @@ def main() -> None:
         "rusm": rounded(rusm),
         "baseline": rounded(base),
         "ratio": {key: round(value, 3) for key, value in ratio.items()},
-        "targets": targets(rusm, ratio),
+        "targets": {**targets(rusm, ratio),
+                    "meter_cost": {"target": "<= 0.05", "value": round(cost, 3),
+                                   "met": cost <= 0.05}},
+        "meter": meter,
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(result))

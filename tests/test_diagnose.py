@@ -4,6 +4,8 @@ its mailbox holds and the state it published; read on a real runtime."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 from rusm.actors import Down, GenServer, Process, Reply, Runtime
@@ -203,3 +205,50 @@ async def test_published_state_is_shown_and_a_gen_server_publishes_its_own(
 def test_bounded_repr_cuts_at_its_length() -> None:
     text = bounded_repr({i: "y" * 70 for i in range(12)}, chars=100)
     assert len(text) == 100 and text.endswith("…")
+
+
+# -- what each process costs (rusm.actors.meter) ----------------------------------------
+
+
+async def test_a_step_that_blocks_the_loop_is_recorded_with_its_process_and_line(
+    rt: Runtime,
+) -> None:
+    meter = rt.meter()
+    assert rt.metered and rt.meter() is meter
+
+    async def spinner(proc: Process) -> None:
+        await proc.receive()
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:  # pure Python: holds the GIL, yields never
+            pass
+        await proc.receive()
+
+    async def sleeper(proc: Process) -> None:
+        await proc.receive()
+        time.sleep(0.25)  # noqa: ASYNC251 - a synchronous call in a step, on purpose
+        await proc.receive()
+
+    quiet = rt.spawn(idle)
+    for body in (spinner, sleeper):
+        pid = rt.spawn(body, label=body.__name__)
+        rt.send(pid, "go")
+        await until(lambda: meter.blocked and meter.blocked[-1].pid == pid,  # noqa: B023
+                    f"{body.__name__}'s blocked step")
+        step = meter.blocked[-1]
+        assert step.label == body.__name__ and step.ms > meter.threshold * 1000
+        assert step.where is not None and step.where.file == __file__ and step.where.line > 0
+        info = rt.process_info(pid)
+        assert info is not None and info.cpu_s > 0
+    assert rt.process_info(quiet).cpu_s == 0  # type: ignore[union-attr]
+    assert meter.lag_ms(60) > meter.threshold * 1000
+    assert meter.busy_samples > 0 and meter.samples >= meter.busy_samples
+
+
+async def test_the_meter_stops_with_the_runtime() -> None:
+    def meters() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "rusm-meter"]
+
+    async with Runtime("m") as rt:
+        meter = rt.meter()
+        assert meter.running and len(meters()) == 1
+    assert not meter.running and meters() == []

@@ -186,7 +186,7 @@ async def test_s_reaches_every_column_status_and_names_included(audit: Path) -> 
         keys = ["mailbox", *(c["sort"] for c in feed.subscribed)]
         assert sorted(keys) == sorted(SORT_KEYS)
         assert {c.sort for c in COLUMNS if c.sort} == set(SORT_KEYS)
-        assert {c.key for c in COLUMNS if c.sort is None} == {"trend"}
+        assert {c.key for c in COLUMNS if c.sort is None} == {"trend", "waiting"}
 
 
 def header_x(app: Any, key: str) -> int:

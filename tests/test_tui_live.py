@@ -15,12 +15,16 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import OptionList
 
 from rusm import ClusterCa, ClusterNode, Runtime
+from rusm.demo.stuck import deadlock
 from rusm.net.directory import NodeDirectory, NodeEntry
 from rusm.net.observe import Subscription, connect, serve_observe
 from rusm.tui.app import TopApp, make_app
 from rusm.tui.screens.confirm import ConfirmKill
+from rusm.tui.screens.process import ProcessScreen
+from rusm.tui.widgets.header import NodeHeader
 
 from .node_app import setup
 
@@ -56,6 +60,10 @@ def shown(app: TopApp) -> dict[str, tuple[str, int]]:
     table = app.main.table
     rows = (table.row_of(str(table.get_row_at(i)[0])) for i in range(table.row_count))
     return {r.pid: (r.label or "", r.mailbox) for r in rows if r is not None}
+
+
+def header_text(app: TopApp) -> str:
+    return str(app.main.query_one(NodeHeader).render())
 
 
 async def command(pilot: Pilot[Any], app: TopApp, line: str) -> None:
@@ -103,6 +111,45 @@ async def test_send_spawn_and_kill_typed_in_the_pane_act_on_the_live_node(
     assert [line.split("\t")[2] for line in audit] == [
         "send ledger ('hello', 1)", "spawn worker", f"kill {worker}",
     ]
+
+
+async def test_a_deadlock_shows_in_the_header_the_waits_column_and_the_process_view(
+    london: tuple[ClusterNode, NodeEntry], tmp_path: Path
+) -> None:
+    node, entry = london
+    node.register_spawnable("deadlock", deadlock)
+    feed = await connect(
+        "london", entry=entry, subscription=Subscription(interval=0.2), reconnect=False
+    )
+    app = make_app(feed, audit_path=tmp_path / "audit.log")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await command(pilot, app, "spawn deadlock")
+        await until(pilot, lambda: "DEADLOCK: 2 processes" in header_text(app), "the header flag")
+
+        def waits() -> dict[str, str]:
+            """label -> its WAITS ON cell, as the table shows it."""
+            table = app.main.table
+            return {table.row_of(p).label or "": table.cell_text(p, "waiting")  # type: ignore[union-attr]
+                    for p in table.pids if table.row_of(p) is not None}
+
+        await until(pilot, lambda: waits().get("deadlock.a", "").startswith("call <london."),
+                    "WAITS ON of deadlock.a")
+        a, b = (next(p for p, (label, _) in shown(app).items() if label == f"deadlock.{x}")
+                for x in "ab")
+        assert waits()["deadlock.a"].split()[1] == b and waits()["deadlock.b"].split()[1] == a
+        assert waits()["ledger"] == "await Future"
+        assert app.main.table.column_x("waiting") is not None  # shown at 160 columns
+
+        await pilot.press("escape")
+        assert app.main.table.select_pid(a)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen)
+                    and app.screen.info is not None, "the process view")
+        facts = str(app.screen.query_one(".facts").render())
+        assert "YES: in a cycle of calls" in facts and "stuck.py:" in facts
+        options = app.screen.query_one(OptionList)
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        assert f"waits_on:{b}" in ids and f"waited_by:{b}" in ids
 
 
 # -- a real terminal ---------------------------------------------------------

@@ -36,6 +36,7 @@ TOP_KEYS: dict[str, tuple[Callable[[Process], Any], bool]] = {
     "pid": (lambda p: p.pid.serial, False),
     "label": (lambda p: (p.label or "", p.pid.serial), False),
     "age": (lambda p: p.spawned_at, False),
+    "cpu": (lambda p: p._ticks, True),
 }
 """Sort key -> (key function, largest first)."""
 

@@ -36,6 +36,9 @@ class ProcessInfo:
     """Wall-clock time of spawn (``time.time()``)."""
     old_code: bool = False
     """Its code was replaced by a reload; it runs the old one (``purge`` kills it)."""
+    cpu_s: float = 0.0
+    """Busy time: seconds its steps held the event loop, sampled at 100 Hz
+    while the runtime's meter runs (``Runtime.meter``); 0 when it does not."""
 
 
 @dataclass(frozen=True, slots=True)

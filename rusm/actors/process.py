@@ -54,6 +54,7 @@ class Process:
         "_sent",
         "_state",
         "_task",
+        "_ticks",
         "_timed_out",
         "_trap",
         "_waiter",
@@ -91,6 +92,7 @@ class Process:
         self._received = 0
         self._sent = 0
         self._state: Any = UNPUBLISHED
+        self._ticks = 0  # stack samples that found its step running (rusm.actors.meter)
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} {self.label or ''}>"

@@ -32,8 +32,10 @@ from typing import Any
 
 from . import diagnose as dg
 from .errors import NameTaken, NoProc, NotRegistered, ProcessExit, RuntimeClosed, RusmError
+from .events import EventLog
 from .info import ProcessInfo, RuntimeStats, Status
 from .messages import KILL, KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Call, Down, Exit, Reply
+from .meter import Meter
 from .pid import Pid, Ref
 from .process import UNPUBLISHED, Process
 from .remote import RemoteDest, RemoteRouter
@@ -109,6 +111,9 @@ class Runtime:
         self._procs: dict[int, Process] = {}
         self._unwinding: dict[int, Process] = {}
         self._calling: set[Process] = set()  # processes blocked in call (diagnose)
+        self._meter: Meter | None = None
+        self.events = EventLog()
+        """What happened: exits, restarts, nodes up and down (rusm.actors.events)."""
         self._names: dict[str, Process] = {}
         self._dying: deque[tuple[Process, Any, bool]] = deque()
         self._draining = False
@@ -165,6 +170,8 @@ class Runtime:
         if self._closing:
             return
         self._closing = True
+        if self._meter is not None:
+            self._meter.stop()
         for proc in list(self._procs.values()):
             self._exit_now(proc, SHUTDOWN, cancel=True)
 
@@ -541,6 +548,8 @@ class Runtime:
         serial = proc.pid.serial
         del self._procs[serial]
         self.exited += 1
+        if not self._closing:
+            self.events.exit(proc.pid, proc.label, reason)
         task = proc._task
         if cancel and task is not None and not task.done():
             self._unwinding[serial] = proc
@@ -751,7 +760,23 @@ class Runtime:
             sent=proc._sent,
             spawned_at=proc.spawned_at,
             old_code=proc.old_code,
+            cpu_s=proc._ticks / self._meter.hz if self._meter is not None else 0.0,
         )
+
+    def meter(self) -> Meter:
+        """The runtime's meter (rusm.actors.meter: busy time per process,
+        loop lag, blocked steps), started on first use from the loop's
+        thread; it stops when the runtime closes. Observers start it."""
+        if self._meter is None:
+            self._meter = Meter(_MAIN)
+            if not self._closing:
+                self._meter.start(self._loop or self._bind_loop())
+        return self._meter
+
+    @property
+    def metered(self) -> bool:
+        """Whether the meter runs (``cpu_s`` figures are measured)."""
+        return self._meter is not None and self._meter.running
 
     # -- why is it stuck (rusm.actors.diagnose) ----------------------------
 
@@ -838,4 +863,5 @@ def _pid_of(peer: Any) -> Any:
     return peer.pid if peer.__class__ is Process else peer
 
 
-_WRAPPERS = (Runtime._main.__code__,)
+_MAIN = Runtime._main.__code__
+_WRAPPERS = (_MAIN,)

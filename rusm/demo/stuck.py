@@ -37,6 +37,7 @@ async def _after_you(proc: Process) -> None:
 async def deadlock(proc: Process) -> None:
     """This process (``deadlock.a``) and a linked ``deadlock.b`` call each
     other; each waits for the other's answer."""
+    proc.label = "deadlock.a"
     b: Pid = proc.spawn_link(_after_you, label="deadlock.b")
     proc.send(b, proc.pid)
     await proc.call(b, "after you", timeout=24 * 3600.0)

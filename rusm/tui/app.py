@@ -27,6 +27,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App, AutopilotCallbackType
 from textual.binding import Binding
+from textual.css.query import NoMatches
 
 from rusm.net.observe.protocol import SORT_KEYS, Feed, FeedStatus
 from rusm.tui.audit import AuditLog, default_audit_path
@@ -162,10 +163,14 @@ class TopApp(App[None]):
         for screen in self.screen_stack:
             if not screen.is_mounted:
                 continue  # it renders itself once mounted
-            if isinstance(screen, MainScreen):
-                screen.show(self.model, self.target, paused=self.paused, filter=self.view.filter)
-            elif isinstance(screen, ProcessScreen | ClusterScreen):
-                screen.show(self.model)
+            try:
+                if isinstance(screen, MainScreen):
+                    screen.show(self.model, self.target, paused=self.paused,
+                                filter=self.view.filter)
+                elif isinstance(screen, ProcessScreen | ClusterScreen):
+                    screen.show(self.model)
+            except NoMatches:
+                continue  # being torn down (the app is closing): nothing to draw on
 
     # -- subscription ----------------------------------------------------------
 

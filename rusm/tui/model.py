@@ -56,6 +56,8 @@ class TopModel:
         self.status = FeedStatus("connecting", "waiting for the first sample")
         self.processes: deque[int] = deque(maxlen=points)
         self.mailbox: deque[int] = deque(maxlen=points)
+        self.lag: deque[int] = deque(maxlen=points)
+        """The node's worst event-loop lag per sample, in milliseconds."""
         self.rows: dict[str, deque[int]] = {}
         """Mailbox depth series of each process the latest sample shows, by pid."""
         self.samples = 0
@@ -88,6 +90,7 @@ class TopModel:
         if history is not None:
             self._reset(self.processes, history.processes)
             self._reset(self.mailbox, history.mailbox)
+            self._reset(self.lag, (round(v) for v in history.lag))
         # The same moment seen again (a replay re-viewed with a new
         # subscription) replaces the last point instead of adding one.
         again = (
@@ -96,6 +99,7 @@ class TopModel:
         )
         self._put(self.processes, event.processes, again)
         self._put(self.mailbox, event.totals.mailbox, again)
+        self._put(self.lag, round(event.totals.loop_lag_ms), again)
         rows: dict[str, deque[int]] = {}
         for row in event.rows:
             series = self.rows.get(row.pid)

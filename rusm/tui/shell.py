@@ -117,10 +117,13 @@ class Shell:
         for row in rows:
             if target in row.names:
                 return row.pid
-        try:  # not among the rows shown: the node knows its names
-            info = await self.info(target)
-        except CommandError:
+        if target not in self.app.completions.names:  # the node's names, kept fresh
             self.app.say(f"no process is registered as {target!r} on {self.node}", error=True)
+            return None
+        try:  # registered, but not among the rows shown: the node resolves it
+            info = await self.info(target)
+        except CommandError as e:
+            self.app.say(e.message, error=True)
             return None
         except Exception as e:
             self.app.say(describe_error(e), error=True)

@@ -163,6 +163,13 @@ class ProcessRow:
     sent: int
     age: float
     """Seconds since spawn."""
+    cpu_s: float = 0.0
+    """Busy time since spawn: seconds its steps held the loop (sampled)."""
+    cpu: float = 0.0
+    """Percent of one core its steps took over the last sample interval."""
+    waiting: str = ""
+    """What it waits on: ``receive``, ``call <london.5> 2.3s``, ``sleep 1s``,
+    ``await X``, ``running`` (see rusm.actors.diagnose)."""
 
 
 def _text(value: str | None) -> tuple[bool, str]:
@@ -184,10 +191,12 @@ SORTS: dict[str, Callable[[ProcessRow], Any]] = {
     "status": lambda r: _text(r.status),
     "names": lambda r: _text(", ".join(r.names)),
     "age": lambda r: _largest(r.age),
+    "cpu": lambda r: _largest(r.cpu_s),
 }
 """Sort key -> the value it orders rows by, in their natural order: numbers
-largest first, ``age`` oldest first, text (pid, label, status, names) A to Z
-with empty text last. The node, replays and the UIs all use this one table."""
+largest first (``cpu``: busy time since spawn, as top's TIME+), ``age``
+oldest first, text (pid, label, status, names) A to Z with empty text
+last. The node, replays and the UIs all use this one table."""
 SORT_KEYS = tuple(SORTS)
 """Sort keys of a subscription, in the order ``s`` cycles through them."""
 ASCENDING = frozenset({"pid", "label", "status", "names"})
@@ -240,6 +249,14 @@ class Totals:
     dead_letters: int
     spawned: int
     exited: int
+    loop_lag_ms: float = 0.0
+    """The worst event-loop lag over the last interval: how late timers fired."""
+    blocked_steps: int = 0
+    """Steps that held the loop longer than the threshold, since the meter started."""
+    last_blocked: str = ""
+    """The last of them, for people: ``312 ms  blocker <london.40> (stuck.py:74)``."""
+    deadlocked: int = 0
+    """Processes on a cycle of calls."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +269,8 @@ class History:
     mailbox: tuple[int, ...]
     rows: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Mailbox depth of each process the sample shows, by pid."""
+    lag: tuple[float, ...] = ()
+    """The worst loop lag of each step, in milliseconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +315,7 @@ class Sample:
                     processes=tuple(h["processes"]),
                     mailbox=tuple(h["mailbox"]),
                     rows={str(k): tuple(v) for k, v in h["rows"].items()},
+                    lag=tuple(h.get("lag", ())),
                 )
             return cls(
                 node=str(d["node"]),

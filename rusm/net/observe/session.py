@@ -15,6 +15,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rusm.actors import census
@@ -22,6 +23,7 @@ from rusm.actors.errors import RusmError
 from rusm.actors.gen_server import server_info
 from rusm.actors.info import ProcessInfo
 from rusm.actors.messages import KILL
+from rusm.actors.meter import BlockedStep
 from rusm.actors.pid import Pid
 from rusm.actors.runtime import Runtime
 
@@ -52,7 +54,7 @@ HISTORY_STEP = 1.0
 """Seconds between history points."""
 TRACKED_MAX = 2000
 """Most processes whose mailbox history is kept (those samples showed lately)."""
-HEAP_KEYS = frozenset({"mailbox", "received", "sent", "links", "monitors", "pid", "age"})
+HEAP_KEYS = frozenset({"mailbox", "received", "sent", "links", "monitors", "pid", "age", "cpu"})
 """Sort keys census.top orders as protocol.select does (numbers, pid, age):
 for these, unreversed and not negated, the node need not build every row."""
 NODE_LABEL_PREFIX = "rusm."
@@ -80,6 +82,8 @@ class Observatory:
         self.rows: dict[int, deque[int]] = {}
         """Mailbox history by serial, for processes shown lately."""
         self._seen: dict[int, float] = {}
+        self.lag: deque[float] = deque(maxlen=HISTORY_POINTS)
+        self.meter = self.rt.meter()  # busy time, loop lag, blocked steps: from now on
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._ticker(), name=f"rusm.observe.history:{node.name}"
         )
@@ -99,6 +103,7 @@ class Observatory:
         """Append one history point: process count, total mailbox, tracked rows."""
         self.processes.append(self.rt.process_count())
         self.mailbox.append(census.total_mailbox(self.rt))
+        self.lag.append(self.meter.lag_ms(self.step))
         if not self.rows:
             return
         horizon = time.monotonic() - HISTORY_POINTS * self.step
@@ -268,6 +273,7 @@ class Observatory:
             "deadlock": found.deadlocked,
             "messages": found.messages,
             "memory_bytes": found.memory_bytes,
+            "cpu_s": info.cpu_s,
         }
 
     async def _cmd_reload(
@@ -335,6 +341,8 @@ class Session:
         self.history_due = True
         self._last: tuple[float, int, int, int] | None = None
         self._shown: dict[str, Pid] = {}
+        self._cpu: dict[str, float] = {}  # pid -> cpu_s at the last sample (shown rows)
+        self._last_sample = 0.0
         """The pids of the last sample's rows, to tell which of them exited."""
 
     def handle(self, message: dict[str, Any]) -> Any:
@@ -345,6 +353,15 @@ class Session:
         if not all(isinstance(k, str) for k in args):
             raise CommandError("bad_request", "command arguments are named by text")
         return self.obs.command(self, cmd, args)
+
+    def _row(self, info: ProcessInfo, wall: float, dt: float) -> ProcessRow:
+        """A shown row, with its CPU % over the interval and what it waits on."""
+        pid = str(info.pid)
+        before = self._cpu.get(pid)
+        cpu = 100 * (info.cpu_s - before) / dt if before is not None and dt else 0.0
+        wait = self.obs.rt.wait_of(info.pid)
+        return _row(info, wall, cpu=round(max(0.0, cpu), 1),
+                    waiting=wait.text if wait is not None else "exited")
 
     def sample(self, max_rows: int | None = None) -> Sample:
         obs, rt, sub = self.obs, self.obs.rt, self.subscription
@@ -378,8 +395,11 @@ class Session:
                     (_row(i, wall) for i in every.values()), replace(sub, limit=limit)
                 )
                 infos = [every[r.pid] for r in shown]
-            rows = tuple(_row(i, wall) for i in infos)
+            dt = max(now - self._last_sample, 1e-6) if self._last_sample else 0.0
+            rows = tuple(self._row(i, wall, dt) for i in infos)
+            self._cpu = {r.pid: r.cpu_s for r in rows}
             obs.track(infos)
+        self._last_sample = now
         exited = tuple(
             s for s, pid in self._shown.items()
             if s not in {r.pid for r in rows} and not rt.is_alive(pid)
@@ -396,6 +416,7 @@ class Session:
                     str(i.pid): tuple(obs.rows.get(i.pid.serial, ()))
                     for i in infos
                 },
+                lag=tuple(obs.lag),
             )
         self.seq += 1
         return Sample(
@@ -413,6 +434,10 @@ class Session:
                 dead_letters=stats.dead_letters,
                 spawned=stats.spawned,
                 exited=stats.exited,
+                loop_lag_ms=obs.meter.lag_ms(max(sub.interval, obs.meter.tick)),
+                blocked_steps=obs.meter.blocked_total,
+                last_blocked=_blocked_text(obs.meter.blocked[-1]) if obs.meter.blocked else "",
+                deadlocked=len(rt.deadlocked()),
             ),
             nodes=tuple(obs.node.nodes()),
             detail=sub.detail,
@@ -436,7 +461,13 @@ def _server_code(rt: Runtime, pid: Pid) -> dict[str, Any]:
     return {"code": f"{cls.__module__}.{cls.__qualname__} vsn {server.vsn!r}"}
 
 
-def _row(info: ProcessInfo, wall: float) -> ProcessRow:
+def _blocked_text(step: BlockedStep) -> str:
+    who = f"{step.label or '?'} {step.pid}" if step.pid is not None else "(no process)"
+    where = f" ({Path(step.where.file).name}:{step.where.line})" if step.where else ""
+    return f"{step.ms:.0f} ms  {who}{where}"
+
+
+def _row(info: ProcessInfo, wall: float, **more: Any) -> ProcessRow:
     return ProcessRow(
         pid=str(info.pid),
         label=info.label,
@@ -448,4 +479,6 @@ def _row(info: ProcessInfo, wall: float) -> ProcessRow:
         received=info.received,
         sent=info.sent,
         age=round(max(0.0, wall - info.spawned_at), 3),
+        cpu_s=info.cpu_s,
+        **more,
     )

@@ -3,15 +3,17 @@ to or monitors (select one to follow it), and its mailbox chart."""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
@@ -28,7 +30,14 @@ __all__ = ["InfoSource", "ProcessScreen", "describe_error"]
 
 InfoSource = Callable[[str], Awaitable[dict[str, Any]]]
 
-_RELATED = (("links", "linked to"), ("monitors", "monitors"), ("monitored_by", "monitored by"))
+_RELATED = (("waits_on", "waits on"), ("waited_by", "waited on by"), ("links", "linked to"),
+            ("monitors", "monitors"), ("monitored_by", "monitored by"))
+_PID = re.compile(r"<[^<>\s]+>")
+_FACTS = (("label", "label"), ("names", "names"), ("status", "status"),
+          ("waiting on", "waiting_on"), ("deadlock", "deadlock"), ("mailbox", "mailbox_depth"),
+          ("memory", "memory_bytes"), ("cpu", "cpu_s"), ("trap exits", "trap_exits"),
+          ("received", "received"), ("sent", "sent"), ("spawned at", "spawned_at"))
+_SECTIONS = frozenset({"where", "messages", "state"})
 
 
 def describe_error(error: Exception) -> str:
@@ -66,7 +75,8 @@ class ProcessScreen(Screen[None]):
         yield NodeHeader(classes="header")
         yield Static(Text(f" process {self.pid}", style="bold"), classes="title")
         with Horizontal(classes="process-body"):
-            yield Static("loading…", classes="facts")
+            with VerticalScroll(classes="facts-scroll"):
+                yield Static("loading…", classes="facts")
             yield OptionList(classes="related")
         yield Chart("mailbox", id="process-chart")
         yield Static("", classes="process-message", markup=False)
@@ -125,10 +135,18 @@ class ProcessScreen(Screen[None]):
 
     @staticmethod
     def _facts(info: dict[str, Any]) -> Text:
+        """The facts a line each; then where it waits (its await chain,
+        innermost first), its mailbox's first messages and its state."""
         def value(key: str) -> str:
             v = info.get(key)
             if key == "spawned_at" and isinstance(v, int | float):
                 return fmt.timestamp(v) + " (node clock)"
+            if key == "memory_bytes" and isinstance(v, int):
+                return f"~{fmt.count(v)} bytes"
+            if key == "cpu_s" and isinstance(v, int | float):
+                return f"{v:.2f}s busy"
+            if key == "deadlock" and v:
+                return "YES: in a cycle of calls"
             if isinstance(v, bool):
                 return "yes" if v else "no"
             if isinstance(v, int):
@@ -137,23 +155,50 @@ class ProcessScreen(Screen[None]):
                 return ", ".join(map(str, v)) or "-"
             return "-" if v is None else str(v)
 
-        rows = [("label", "label"), ("names", "names"), ("status", "status"),
-                ("mailbox", "mailbox_depth"), ("trap exits", "trap_exits"),
-                ("received", "received"), ("sent", "sent"), ("spawned at", "spawned_at")]
-        known = {key for _, key in rows} | {"pid", *(k for k, _ in _RELATED)}
+        rows = [(title, key) for title, key in _FACTS if key in info]
+        known = {key for _, key in _FACTS} | {"pid", *(k for k, _ in _RELATED), *_SECTIONS}
         rows += [(k.replace("_", " "), k) for k in info if k not in known]
         text = Text()
         for i, (title, key) in enumerate(rows):
             text.append(f"{title:<12}", style="dim")
-            text.append(value(key))
+            alarm = key == "deadlock" and info.get(key)
+            text.append(value(key), style="bold red" if alarm else "")
             if i < len(rows) - 1:
                 text.append("\n")
+        if "state" in info:
+            text.append("\n\nstate", style="bold")
+            state = info.get("state")
+            text.append("  (none published)" if state is None else f"\n{state}",
+                        style="dim" if state is None else "")
+        frames = info.get("where")
+        if isinstance(frames, list):
+            text.append("\n\nwhere", style="bold")
+            text.append("  (innermost first)" if frames else "  (not running)", style="dim")
+            for f in frames:
+                if isinstance(f, dict):
+                    text.append(f"\n{f.get('function')}  ")
+                    text.append(f"{Path(str(f.get('file'))).name}:{f.get('line')}", style="dim")
+        messages = info.get("messages")
+        if isinstance(messages, list):
+            depth = info.get("mailbox_depth")
+            text.append("\n\nmailbox", style="bold")
+            if isinstance(depth, int) and depth > len(messages):
+                text.append(f"  (first {len(messages)} of {fmt.count(depth)})", style="dim")
+            elif not messages:
+                text.append("  (empty)", style="dim")
+            for m in messages:
+                text.append(f"\n{m}")
         return text
 
     def _related(self, info: dict[str, Any]) -> None:
+        waits_on = _PID.findall(str(info.get("waiting_on") or ""))
         groups = tuple(
-            (key, title, tuple(map(str, info.get(key) or ()))) for key, title in _RELATED
+            (key, title, tuple(waits_on) if key == "waits_on"
+             else tuple(map(str, info.get(key) or ())))
+            for key, title in _RELATED
         )
+        # Who it waits on and who waits on it: shown when there is someone.
+        groups = tuple(g for g in groups if g[2] or g[0] not in ("waits_on", "waited_by"))
         if groups == self._groups:
             return
         self._groups = groups

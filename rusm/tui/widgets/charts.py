@@ -41,11 +41,13 @@ class Chart(Vertical):
 
 
 class Charts(Horizontal):
-    """Process count, total mailbox depth, and the selected process's mailbox."""
+    """Process count, total mailbox depth, the event loop's lag, and the
+    selected process's mailbox."""
 
     def compose(self) -> ComposeResult:
         yield Chart("procs", id="chart-processes")
         yield Chart("mailboxes", id="chart-mailbox")
+        yield Chart("loop lag ms", id="chart-lag")
         yield Chart("selected", id="chart-selected")
 
     _shown: tuple[int, int, str | None] | None = None
@@ -56,6 +58,7 @@ class Charts(Horizontal):
         self._shown = (id(model), model.samples, selected)
         self.query_one("#chart-processes", Chart).show(model.processes)
         self.query_one("#chart-mailbox", Chart).show(model.mailbox)
+        self.query_one("#chart-lag", Chart).show(model.lag)
         series = model.row_series(selected) if selected else ()
         title = f"{selected} mbox" if selected else "no process selected"
         self.query_one("#chart-selected", Chart).show(series, title)

@@ -18,6 +18,8 @@ _STATE_STYLE = {
 }
 _REPLAY_STYLE = "bold reverse magenta"
 _SEPARATOR = (" · ", "dim")
+LATE_MS = 100
+"""A loop lag at least this long is shown in red (the meter's threshold)."""
 _REPLAY_TARGET = " (replay)"
 """How a recorded feed names its target (``london (replay)``)."""
 _REPLAY_STATUS = "replay of "
@@ -85,15 +87,24 @@ class NodeHeader(Static):
             second.append("no sample yet", style="dim")
         else:
             t = sample.totals
+            if t.deadlocked:  # first: the one thing that never clears up by itself
+                second.append(f"DEADLOCK: {t.deadlocked} processes in a cycle of calls",
+                              style="bold reverse red")
+                second.append("   ")
             for label, value in (
                 ("processes", fmt.count(sample.processes)),
                 ("msgs/s", fmt.rate(t.msgs_in_per_s)),
                 ("dead letters/s", fmt.rate(t.dead_letters_per_s)),
+                ("loop lag", f"{t.loop_lag_ms:.0f} ms"),
                 ("nodes", ", ".join(sample.nodes) or "none"),
             ):
                 second.append(f"{label} ", style="dim")
-                second.append(value, style="bold")
+                late = label == "loop lag" and t.loop_lag_ms >= LATE_MS
+                second.append(value, style="bold red" if late else "bold")
                 second.append("   ")
+            if t.blocked_steps:
+                second.append(f"blocked steps {fmt.count(t.blocked_steps)}", style="bold yellow")
+                second.append(f" (last {t.last_blocked})", style="yellow")
         text = Text("\n").join([first, second])
         if text.plain != self._shown:  # styles follow the words
             self._shown = text.plain

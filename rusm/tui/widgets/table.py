@@ -63,6 +63,10 @@ class Column:
     """Cells it may take beyond ``width`` when the table has room."""
 
 
+def _percent(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
 def _n(field: str) -> Callable[[ProcessRow, str], str]:
     return lambda row, _: fmt.count(getattr(row, field))
 
@@ -73,6 +77,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("mailbox", "MBOX", 6, _n("mailbox"), right=True, sort="mailbox"),
     Column("trend", "TREND", TREND_WIDTH, lambda _, spark: spark),
     Column("status", "STATUS", 8, lambda r, _: r.status, sort="status"),
+    Column("waiting", "WAITS ON", 14, lambda r, _: r.waiting, grow=16),
+    Column("cpu", "CPU%", 5, lambda r, _: _percent(r.cpu), right=True, sort="cpu"),
     Column("links", "LINKS", 5, _n("links"), right=True, sort="links"),
     Column("monitors", "MONS", 4, _n("monitors"), right=True, sort="monitors"),
     Column("received", "RECV", 8, _n("received"), right=True, sort="received"),
@@ -84,8 +90,8 @@ PADDING = 1
 """Blank cells on each side of a cell."""
 WIDTH = sum(c.width + 2 * PADDING for c in COLUMNS)
 """Cells every column takes at its own width."""
-PRIORITY = ("pid", "mailbox", "label", "status", "received", "sent", "names", "trend", "age",
-            "links", "monitors")
+PRIORITY = ("pid", "mailbox", "label", "status", "waiting", "received", "sent", "cpu",
+            "names", "trend", "age", "links", "monitors")
 """Which columns stay when the table is narrow, most useful first."""
 
 Layout = tuple[tuple[Column, int], ...]
@@ -94,7 +100,7 @@ Layout = tuple[tuple[Column, int], ...]
 
 def layout(width: int, skip: int = 0) -> Layout:
     """The columns that fit in ``width`` cells, whole, never cut; room to
-    spare goes to LABEL (up to 24) then NAMES.
+    spare goes to LABEL (up to 24), WAITS ON (up to 30), then NAMES.
 
     ``skip`` 0: columns are dropped by PRIORITY. ``skip`` N (scrolled
     sideways): PID stays first, then the columns after the N that follow it,
