@@ -8,6 +8,9 @@ its mailbox, so its depth counts the messages that reached it.
 ``worker(name=None)`` registers itself as ``name`` if given, then takes
 every message out of its mailbox (its ``received`` counts them).
 ``stuck`` also starts the demo's deadlock and backlog scenarios.
+``watched`` also starts, for the log and trace: ``flaky`` (under a
+supervisor: any message makes it crash) and ``pinger``, which pings ``echo``
+every 20 ms and takes each pong.
 ``broken`` is a setup that fails.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 
-from rusm.actors import Process
+from rusm.actors import ChildSpec, Process, Supervisor
 from rusm.demo.stuck import backlog, deadlock
 from rusm.net import ClusterNode
 
@@ -44,6 +47,35 @@ def stuck(node: ClusterNode) -> None:
     rt = node.runtime
     rt.register("deadlock_a", rt.spawn(deadlock, label="deadlock.a"))
     rt.register("backlog", rt.spawn(backlog, 0.001, label="backlog"))
+
+
+async def flaky(proc: Process) -> None:
+    job = await proc.receive()
+    raise ValueError(f"bad job {job!r}")
+
+
+async def echo(proc: Process) -> None:
+    while True:
+        _ping, sender, n = await proc.receive()
+        proc.send(sender, ("pong", n))
+
+
+async def pinger(proc: Process) -> None:
+    n = 0
+    while True:
+        n += 1
+        proc.send("echo", ("ping", proc.pid, n))
+        await proc.receive()
+        await asyncio.sleep(0.02)
+
+
+def watched(node: ClusterNode) -> None:
+    setup(node)
+    rt = node.runtime
+    rt.spawn(Supervisor([ChildSpec("flaky", flaky, name="flaky")], max_restarts=100),
+             label="flaky.sup")
+    rt.register("echo", rt.spawn(echo, label="echo"))
+    rt.register("pinger", rt.spawn(pinger, label="pinger"))
 
 
 def broken(node: ClusterNode) -> None:

@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from .info import ProcessInfo
-from .pid import Pid
+from .pid import Pid, Ref
 
 __all__ = [
     "REPR_CHARS", "Diagnosis", "Frame", "Wait", "bounded_repr", "deadlocks",
@@ -202,7 +202,18 @@ def deadlocks(calls: Mapping[Any, Any]) -> set[Any]:
     return on_cycle
 
 
-_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+class _Repr(reprlib.Repr):
+    """reprlib's bounds, with pids and refs written as the observer shows
+    them (``<london.5>``), not as the constructor calls ``repr`` gives."""
+
+    def repr_Pid(self, obj: Pid, level: int) -> str:
+        return str(obj)
+
+    def repr_Ref(self, obj: Ref, level: int) -> str:
+        return str(obj)
+
+
+_REPR = _Repr()  # keyword arguments only from Python 3.12
 (_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset,
  _REPR.maxfrozenset, _REPR.maxdeque, _REPR.maxarray, _REPR.maxstring, _REPR.maxother,
  _REPR.maxlong) = (4, 12, 12, 12, 12, 12, 12, 12, 80, 80, 40)

@@ -21,6 +21,7 @@ from .remote import RemoteDest
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+    from .trace import Trace
 
 __all__ = ["UNPUBLISHED", "Match", "Process"]
 
@@ -56,6 +57,7 @@ class Process:
         "_task",
         "_ticks",
         "_timed_out",
+        "_trace",
         "_trap",
         "_waiter",
         "body",
@@ -93,6 +95,7 @@ class Process:
         self._sent = 0
         self._state: Any = UNPUBLISHED
         self._ticks = 0  # stack samples that found its step running (rusm.actors.meter)
+        self._trace: Trace | None = None  # a live trace of its messages (rusm.actors.trace)
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} {self.label or ''}>"
@@ -186,6 +189,8 @@ class Process:
             self._rt.dead_letters += 1
             return
         self._sent += 1
+        if self._trace is not None:
+            self._trace.message("out", dest, msg)
         self._rt._send(self.pid, dest, msg)
 
     async def call(

@@ -39,6 +39,7 @@ from .meter import Meter
 from .pid import Pid, Ref
 from .process import UNPUBLISHED, Process
 from .remote import RemoteDest, RemoteRouter
+from .trace import Trace
 
 _RECEIVE = Process.receive.__code__
 _CALL = Process.call.__code__
@@ -285,6 +286,8 @@ class Runtime:
         mb.append(msg)
         proc._received += 1
         self.messages += 1
+        if proc._trace is not None:
+            proc._trace.message("in", src, msg)
         w = proc._waiter
         if w is not None:
             proc._waiter = None
@@ -550,6 +553,8 @@ class Runtime:
         self.exited += 1
         if not self._closing:
             self.events.exit(proc.pid, proc.label, reason)
+        if proc._trace is not None:
+            proc._trace.stop("exit")
         task = proc._task
         if cancel and task is not None and not task.done():
             self._unwinding[serial] = proc
@@ -618,7 +623,7 @@ class Runtime:
             self.dead_letters += 1
             log.debug("dead letter from %s to %s", src, dst)
             return
-        self._deliver(proc, msg)
+        self._send(src, proc.pid, msg)  # the trace of proc names its sender
 
     def remote_call(self, src: Pid, dst: Pid | str, ref: Ref, request: Any) -> None:
         """A call from another node. It implies a monitor of the callee by the
@@ -777,6 +782,32 @@ class Runtime:
     def metered(self) -> bool:
         """Whether the meter runs (``cpu_s`` figures are measured)."""
         return self._meter is not None and self._meter.running
+
+    # -- tracing (rusm.actors.trace) ------------------------------------------
+
+    def trace(self, target: Pid | str, count: int = 100, seconds: float = 10.0) -> Trace:
+        """Trace every message a live local process (a pid or a registered
+        name) sends and receives, until ``count`` messages or ``seconds``
+        seconds (or nobody reads it for a while); a second trace of the same
+        process replaces the first. Raises :class:`NoProc` if it is not alive."""
+        proc = self._resolve(target)
+        if proc is None or proc._dead:
+            raise NoProc(target)
+        if proc._trace is not None:
+            proc._trace.stop("replaced")
+        trace = proc._trace = Trace(proc.pid, count, seconds, self._loop or self._bind_loop(),
+                                    self._untrace)
+        return trace
+
+    def tracing(self, target: Pid | str) -> bool:
+        """Whether a live process's messages are being traced."""
+        proc = self._resolve(target)
+        return proc is not None and proc._trace is not None
+
+    def _untrace(self, trace: Trace) -> None:
+        proc = self._procs.get(trace.pid.serial)
+        if proc is not None and proc._trace is trace:
+            proc._trace = None
 
     # -- why is it stuck (rusm.actors.diagnose) ----------------------------
 

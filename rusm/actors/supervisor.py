@@ -94,6 +94,8 @@ class _Run:
         self.proc = proc
         self.pids: list[Pid | None] = [None] * len(spec.children)
         self.restarts: deque[float] = deque()
+        self.counts = [0] * len(spec.children)
+        """Restarts of each child since the supervisor started."""
         info = proc.runtime.process_info(proc.pid)
         self.parents = set(info.links) if info else set()
 
@@ -162,6 +164,12 @@ class _Run:
                 "supervisor %s: more than %d restarts in %.1f s; shutting down",
                 self.proc.pid, self.spec.max_restarts, self.spec.max_seconds,
             )
+            self.proc.runtime.events.record(
+                "max_restarts", self.proc.pid, self.proc.label,
+                reason=f"more than {self.spec.max_restarts} restarts in "
+                       f"{self.spec.max_seconds:g} s", child=child.id,
+                max_restarts=self.spec.max_restarts, max_seconds=self.spec.max_seconds,
+            )
             await self.shutdown(SHUTDOWN)
         strategy = self.spec.strategy
         group: Sequence[int]
@@ -181,6 +189,13 @@ class _Run:
             await self.terminate(j)
         for j in restart:
             self.start(j)
+            self.counts[j] += 1
+            self.proc.runtime.events.record(
+                "restart", self.pids[j], self.spec.children[j].label or self.spec.children[j].id,
+                reason=reason if j == i else f"restarted with {child.id}",
+                child=self.spec.children[j].id, restarts=self.counts[j],
+                supervisor=str(self.proc.pid),
+            )
 
     def intensity_exceeded(self) -> bool:
         loop = self.proc.runtime._loop

@@ -1,5 +1,5 @@
 """``rusm attach`` (the line REPL) and the one-shot ops commands
-``rusm ps|info|send|spawn|kill|reload|purge TARGET ...``.
+``rusm ps|info|log|trace|send|spawn|kill|reload|purge TARGET ...``.
 
 TARGET is a node name on this machine (found in the node directory) or
 ``NAME@HOST:PORT`` with ``--identity DIR`` (QUIC, as a hidden node).
@@ -66,6 +66,8 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
 
     try:
         status = asyncio.run(main())
+    except KeyboardInterrupt:  # ^C ends a --follow or a trace: what was asked is done
+        status = 0
     except (AttachError, CommandError) as e:
         raise click.ClickException(str(e)) from e
     except TimeoutError as e:
@@ -174,6 +176,84 @@ def info_command(target: str, process: str, identity_dir: Path | None, as_json: 
             click.echo(f"error ({e.kind}): {e.message}", err=True)
             return 1
         click.echo(json.dumps(info, default=str) if as_json else format_info(info))
+        return 0
+
+    _run(target, identity_dir, job, detail=False)
+
+
+FOLLOW_POLL = 0.5
+"""Seconds between two asks for newer events (``rusm log --follow``)."""
+
+
+@cli.command("log")
+@click.argument("target")
+@_IDENTITY
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (^C stops).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=200, show_default=True,
+              help="How many of the latest events to print first.")
+@click.option("--kind", "kinds", multiple=True, help="Only events of this kind (repeatable).")
+def log_command(target: str, identity_dir: Path | None, follow: bool, as_json: bool,
+                limit: int, kinds: tuple[str, ...]) -> None:
+    """What happened on TARGET: exits with their reasons (crash tracebacks
+    for the last crashes), supervisor restarts, nodes up and down, global-name
+    conflicts; the node keeps its last 1,000 events."""
+    from ..net.observe import CommandError
+    from .table import format_event
+
+    async def job(client: Any) -> int:
+        since = 0
+        args: dict[str, Any] = {"limit": limit}
+        if kinds:
+            args["kinds"] = list(kinds)
+        while True:
+            try:
+                answer = await client.command("log", since=since, **args)
+            except CommandError as e:
+                click.echo(f"error ({e.kind}): {e.message}", err=True)
+                return 1
+            for event in answer["events"]:
+                click.echo(json.dumps(event, default=str) if as_json else format_event(event))
+            since = answer["next"]
+            if not follow:
+                return 0
+            args["limit"] = 1000
+            await asyncio.sleep(FOLLOW_POLL)
+
+    _run(target, identity_dir, job, detail=False)
+
+
+@cli.command("trace")
+@click.argument("target")
+@click.argument("process")
+@_IDENTITY
+@click.option("--count", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="Stop after this many messages.")
+@click.option("--seconds", type=click.FloatRange(0, 600, min_open=True), default=10.0,
+              show_default=True, help="Stop after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def trace_command(target: str, process: str, identity_dir: Path | None, count: int,
+                  seconds: float, as_json: bool) -> None:
+    """Print every message PROCESS (a pid or registered name) on TARGET sends
+    (out) and receives (in), with the time, the other end and the term,
+    until COUNT messages or SECONDS seconds (^C stops it sooner)."""
+    from ..net.observe import CommandError
+    from .repl import follow_trace, untrace
+
+    async def job(client: Any) -> int:
+        try:
+            started = await client.command("trace", pid=process, count=count, seconds=seconds)
+        except CommandError as e:
+            click.echo(f"error ({e.kind}): {e.message}", err=True)
+            return 1
+        click.echo(f"tracing {started['pid']}: up to {count} messages or {seconds:g} s",
+                   err=True)
+        try:
+            shown, why = await follow_trace(client, started["trace"], as_json)
+        except asyncio.CancelledError:
+            await untrace(client, started["trace"])
+            raise
+        click.echo(f"trace of {started['pid']} stopped ({why}): {shown} messages", err=True)
         return 0
 
     _run(target, identity_dir, job, detail=False)

@@ -7,6 +7,7 @@ they did, as kubectl's do)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from ..net.observe import CommandError, FeedStatus
 from ..net.observe.protocol import MUTATING
 from ..tui import commands as lang
 from ..tui.audit import AuditLog, default_audit_path
-from .table import format_info, format_table
+from .table import format_event, format_info, format_table, format_trace
 
 HELP = """\
 ps                      the process table (top rows by the sort key)
@@ -29,6 +30,8 @@ spawn FACTORY [ARGS]    start a registered factory; ARGS literals or one literal
 kill PID [REASON]       exit signal to PID (default reason: kill, untrappable)
 reload MODULE [--all-nodes]  hot-reload MODULE (GenServers take the new code)
 purge MODULE            kill the processes still running MODULE's old code
+log [KIND]              the node's last events (exit, restart, nodeup, nodedown...)
+trace PID|NAME [COUNT] [SECONDS]  its messages in and out, live (default 100 or 10 s)
 nodes                   the nodes this node is connected to
 sort KEY | filter [TEXT] | limit N | interval SECONDS   change what ps shows
 help | quit"""
@@ -73,6 +76,10 @@ def parse(line: str) -> tuple[str, dict[str, Any]]:
                     "module": module}
             case lang.Purge(module):
                 return "purge", {"module": module}
+            case lang.Log(kind):
+                return "log", {} if kind is None else {"kinds": [kind]}
+            case lang.Trace(pid, count, seconds):
+                return "trace", {"pid": pid, "count": count, "seconds": seconds}
             case lang.Node(name):
                 raise lang.CommandLineError(f"to watch {name}, run: rusm attach {name}")
             case _:
@@ -115,6 +122,30 @@ async def mutate(client: Any, audit: AuditLog, line: str, cmd: str, args: dict[s
         raise
     _audit(audit, client.target, line, "ok" if value is None else f"ok {value}")
     return value
+
+
+TRACE_POLL = 0.2
+"""Seconds between two reads of a running trace."""
+
+
+async def follow_trace(client: Any, trace: int, as_json: bool) -> tuple[int, str]:
+    """Print a running trace's events until it stops; (how many, why)."""
+    since = 0
+    while True:
+        answer = await client.command("trace_read", trace=trace, since=since)
+        for event in answer["events"]:
+            click.echo(json.dumps(event) if as_json else format_trace(event))
+        since = answer["next"]
+        if answer["stopped"] is not None:
+            return since, answer["stopped"]
+        await asyncio.sleep(TRACE_POLL)
+
+
+async def untrace(client: Any, trace: int) -> None:
+    try:
+        await asyncio.shield(client.command("untrace", trace=trace))
+    except Exception:  # the node stops an unread trace by itself in seconds
+        return
 
 
 def confirm(question: str) -> bool:
@@ -179,6 +210,8 @@ class Repl:
                 click.echo(HELP)
             elif cmd == "ps":
                 await self._ps()
+            elif cmd == "trace":
+                await self._trace(args)
             elif cmd in MUTATING:
                 question = f"{line.strip()} on {self.client.target}?"
                 if self.ask and not await asyncio.to_thread(confirm, question):
@@ -201,6 +234,17 @@ class Repl:
         click.echo(_show(cmd, value))
         if cmd == "spawn":
             await self._refresh_names()
+
+    async def _trace(self, args: dict[str, Any]) -> None:
+        started = await self.client.command("trace", **args)
+        click.echo(f"tracing {started['pid']}: up to {args['count']} messages or "
+                   f"{args['seconds']:g} s")
+        try:
+            shown, why = await follow_trace(self.client, started["trace"], as_json=False)
+        except asyncio.CancelledError:
+            await untrace(self.client, started["trace"])
+            raise
+        click.echo(f"trace of {started['pid']} stopped ({why}): {shown} messages")
 
     async def _ps(self) -> None:
         client = self.client
@@ -238,6 +282,8 @@ class Repl:
 def _show(cmd: str, value: Any) -> str:
     if cmd == "info" and isinstance(value, dict):
         return format_info(value)
+    if cmd == "log" and isinstance(value, dict):
+        return "\n".join(map(format_event, value["events"])) or "(no events)"
     if cmd == "nodes":
         return ", ".join(value) or "(no connected nodes)"
     if value is None:

@@ -1,14 +1,18 @@
 """The process table as ``rusm ps``, ``rusm attach``'s ``ps`` and the
-off-terminal demo print it, and a process's ``info`` as ``rusm info`` and
-``rusm attach``'s ``info`` print it."""
+off-terminal demo print it, a process's ``info`` as ``rusm info`` and
+``rusm attach``'s ``info`` print it, and the lines of ``rusm log`` and
+``rusm trace`` (and of ``log`` and ``trace`` in ``rusm attach``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..net.observe.protocol import ProcessRow, Sample
 
-__all__ = ["format_info", "format_table"]
+__all__ = ["format_event", "format_info", "format_table", "format_trace", "stamp"]
+
+_EVENT_KEYS = frozenset({"seq", "time", "kind", "pid", "label", "reason", "traceback", "crashed"})
 
 _INFO_SECTIONS = ("where", "messages", "state")
 
@@ -39,6 +43,35 @@ def format_info(info: dict[str, Any]) -> str:
     state = info.get("state")
     lines.append(f"{'state':>13}: " + ("- (none published)" if state is None else str(state)))
     return "\n".join(lines)
+
+
+def stamp(t: Any) -> str:
+    """A node's wall-clock time as ``2026-12-07T03:40:12.123Z`` (UTC)."""
+    if not isinstance(t, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def format_event(e: dict[str, Any]) -> str:
+    """One event of the node's log: time, kind, pid, label, reason, the
+    kind's own facts (``child=worker restarts=3``), then a crash's traceback
+    indented below."""
+    parts = [stamp(e.get("time")), f"{e.get('kind', '?'):<13}", str(e.get("pid") or "-"),
+             str(e.get("label") or "-"), str(e.get("reason") if e.get("reason") is not None
+                                             else "-")]
+    parts += [f"{k}={v}" for k, v in e.items() if k not in _EVENT_KEYS and v is not None]
+    line = "  ".join(parts)
+    tb = e.get("traceback")
+    if isinstance(tb, str):
+        line += "\n" + "\n".join("    " + t for t in tb.splitlines())
+    return line
+
+
+def format_trace(e: dict[str, Any]) -> str:
+    """One traced message: time, direction, the other end, the term."""
+    arrow = "<-" if e.get("direction") == "in" else "->"
+    return (f"{stamp(e.get('time'))}  {e.get('pid')} {e.get('direction', '?'):<3} {arrow} "
+            f"{e.get('peer')}  {e.get('term')}")
 
 
 def _row(r: ProcessRow) -> str:

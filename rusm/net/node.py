@@ -160,7 +160,7 @@ class ClusterNode:
         observatory): made once, stopped by ``on_close``."""
         self.registry = GlobalRegistry(
             name, self._broadcast, runtime.send, self._watch_global,
-            max_per_node=config.max_global_names_per_node,
+            max_per_node=config.max_global_names_per_node, conflict=self._name_conflict,
         )
         runtime.set_router(_Router(self), node=name)
 
@@ -343,6 +343,7 @@ class ClusterNode:
             peer.gossip("sync", self.registry.entries())
         hidden = " (hidden)" if peer.hidden else ""
         log.info("node %s: link to %s up%s", self.name, peer.name, hidden)
+        self.runtime.events.record("nodeup", node=peer.name, hidden=peer.hidden)
 
     def replace_link(self, peer: LinkProtocol, reason: str) -> None:
         """Close an up link that another link to the same node replaces."""
@@ -363,6 +364,7 @@ class ClusterNode:
         log.info("node %s: link to %s down (%s, code %d)", self.name, peer.name, reason, code)
         why = describe_close(code, reason)
         self._gone[peer.name] = why
+        self.runtime.events.record("nodedown", reason=why, node=peer.name, hidden=peer.hidden)
         while len(self._gone) > _GONE_KEPT:
             del self._gone[next(iter(self._gone))]
         self.runtime.node_down(peer.name)
@@ -428,6 +430,10 @@ class ClusterNode:
         """Global-registry news from a (visible) peer."""
         assert peer.name is not None
         self.registry.gossip(frame.op, frame.entries, peer.name)
+
+    def _name_conflict(self, name: str, winner: Pid, loser: Pid) -> None:
+        self.runtime.events.record("name_conflict", loser, reason=f"{name!r} kept by {winner}",
+                                   name=name, winner=str(winner))
 
     def _watch_global(self, pid: Pid) -> None:
         if self._keeper is not None:

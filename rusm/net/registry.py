@@ -47,6 +47,7 @@ class GlobalRegistry:
         tell: Callable[[Pid, object], None],
         watch: Callable[[Pid], None],
         max_per_node: int = 100_000,
+        conflict: Callable[[str, Pid, Pid], None] | None = None,
     ) -> None:
         self.node = node
         self.names: dict[str, Pid] = {}
@@ -56,6 +57,7 @@ class GlobalRegistry:
         self._broadcast = broadcast  # (op, entries, except_node)
         self._tell = tell
         self._watch = watch
+        self._conflict = conflict  # (name, winner, loser), for the node's event log
 
     def register(self, name: str, pid: Pid) -> None:
         holder = self.names.get(name)
@@ -103,6 +105,8 @@ class GlobalRegistry:
         if holder is not None:
             winner, loser = (holder, pid) if holder < pid else (pid, holder)
             log.info("global name %r claimed by %s and %s: %s wins", name, holder, pid, winner)
+            if self._conflict is not None:
+                self._conflict(name, winner, loser)
             if loser.node == self.node:
                 self._tell(loser, GlobalNameConflict(name, winner))
             if winner == holder:

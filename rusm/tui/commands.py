@@ -11,7 +11,15 @@ import ast
 from dataclasses import dataclass
 from typing import Any
 
-from rusm.net.observe.protocol import SORT_KEYS, CommandError
+from rusm.actors.events import KINDS
+from rusm.net.observe.protocol import (
+    MAX_TRACE_COUNT,
+    MAX_TRACE_SECONDS,
+    SORT_KEYS,
+    TRACE_COUNT,
+    TRACE_SECONDS,
+    CommandError,
+)
 from rusm.net.terms import TermTooLarge, UnsendableTerm, encode_term
 
 __all__ = [
@@ -24,12 +32,14 @@ __all__ = [
     "Help",
     "Info",
     "Kill",
+    "Log",
     "Node",
     "Purge",
     "Reload",
     "Send",
     "Sort",
     "Spawn",
+    "Trace",
     "literal",
     "parse",
     "sendable",
@@ -102,7 +112,21 @@ class Purge:
     module: str
 
 
-Command = Send | Spawn | Kill | Info | Detail | Sort | Filter | Node | Help | Reload | Purge
+@dataclass(frozen=True, slots=True)
+class Log:
+    kind: str | None = None
+    """Only events of this kind (exit, restart, nodeup, ...); None: all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    pid: str
+    count: int = TRACE_COUNT
+    seconds: float = TRACE_SECONDS
+
+
+Command = (Send | Spawn | Kill | Info | Detail | Sort | Filter | Node | Help | Reload | Purge
+           | Log | Trace)
 MUTATIONS = (Send, Spawn, Kill, Reload, Purge)
 """The commands that change a node (refused read-only and in a replay)."""
 
@@ -117,6 +141,8 @@ USAGE = {
     "node": "node NAME",
     "reload": "reload MODULE [--all-nodes]",
     "purge": "purge MODULE",
+    "log": "log [KIND]",
+    "trace": "trace PID|NAME [COUNT] [SECONDS]",
     "help": "help",
 }
 VERBS = tuple(USAGE)
@@ -253,10 +279,31 @@ def parse(line: str) -> Command:
             if len(words) != 1 or not all(p.isidentifier() for p in words[0].split(".")):
                 raise CommandLineError(usage)
             return Reload(words[0], all_nodes) if verb == "reload" else Purge(words[0])
+        case "log":
+            words = rest.split()
+            if len(words) > 1 or (words and words[0] not in KINDS):
+                raise CommandLineError(f"{usage}; kinds: {', '.join(KINDS)}")
+            return Log(words[0] if words else None)
+        case "trace":
+            return _trace(rest.split(), usage)
         case _:
             if rest:
                 raise CommandLineError(usage)
             return Help()
+
+
+def _trace(words: list[str], usage: str) -> Trace:
+    if not 1 <= len(words) <= 3:
+        raise CommandLineError(usage)
+    try:
+        count = int(words[1]) if len(words) > 1 else TRACE_COUNT
+        seconds = float(words[2]) if len(words) > 2 else TRACE_SECONDS
+    except ValueError as e:
+        raise CommandLineError(f"{usage}; COUNT is a whole number, SECONDS a number") from e
+    if not 1 <= count <= MAX_TRACE_COUNT or not 0 < seconds <= MAX_TRACE_SECONDS:
+        raise CommandLineError(
+            f"{usage}; COUNT from 1 to {MAX_TRACE_COUNT}, SECONDS up to {MAX_TRACE_SECONDS:g}")
+    return Trace(words[0], count, seconds)
 
 
 def _reason(text: str) -> Any:

@@ -55,7 +55,7 @@ def _pid_order(pid: str) -> tuple[str, int, str]:
 
 
 COMMANDS = ("subscribe", "detail", "send", "spawn", "kill", "exit", "info", "nodes", "names",
-            "reload", "purge")
+            "reload", "purge", "log", "trace", "trace_read", "untrace")
 """Commands a client may send (see docs/PROTOCOL.md for their arguments)."""
 
 MUTATING = frozenset({"send", "spawn", "kill", "exit", "reload", "purge"})
@@ -69,6 +69,18 @@ INFO_MESSAGES = 20
 """How many mailbox messages ``info`` shows unless asked for another count."""
 MAX_INFO_MESSAGES = 1000
 """The most mailbox messages one ``info`` carries."""
+LOG_LIMIT = 200
+"""How many events ``log`` returns unless asked for another count."""
+TRACE_COUNT = 100
+"""A trace stops after this many messages unless asked for another count."""
+TRACE_SECONDS = 10.0
+"""A trace stops after this many seconds unless asked for another time."""
+MAX_TRACE_COUNT = 10_000
+MAX_TRACES = 8
+"""The most traces one observer runs at once."""
+MAX_TRACE_SECONDS = 600.0
+MAX_LOG_LIMIT = 1000
+"""The most events one ``log`` answer carries (the node keeps 1,000)."""
 
 
 class CommandError(RusmError):

@@ -145,6 +145,7 @@ class ObserveServer:
         finally:
             pusher.cancel()
             await asyncio.gather(pusher, return_exceptions=True)
+            session.close()  # its traces stop with it
             self.observers.discard(conn)
             log.info("observe: %s detached", conn.remote_address)
 

@@ -20,12 +20,14 @@ from typing import Any
 
 from rusm.actors import census
 from rusm.actors.errors import RusmError
+from rusm.actors.events import KINDS
 from rusm.actors.gen_server import server_info
 from rusm.actors.info import ProcessInfo
 from rusm.actors.messages import KILL
 from rusm.actors.meter import BlockedStep
 from rusm.actors.pid import Pid
 from rusm.actors.runtime import Runtime
+from rusm.actors.trace import Trace
 
 from ..errors import RemoteError
 from ..node import ClusterNode
@@ -33,7 +35,14 @@ from ..terms import UnsendableTerm
 from .protocol import (
     COMMANDS,
     INFO_MESSAGES,
+    LOG_LIMIT,
     MAX_INFO_MESSAGES,
+    MAX_LOG_LIMIT,
+    MAX_TRACE_COUNT,
+    MAX_TRACE_SECONDS,
+    MAX_TRACES,
+    TRACE_COUNT,
+    TRACE_SECONDS,
     CommandError,
     History,
     ProcessRow,
@@ -323,6 +332,67 @@ class Observatory:
             return names  # what clients before ``detail`` expect
         return [s for s in map(self.node.link_stats, names) if s is not None]
 
+    def _cmd_log(self, session: Session, since: Any = 0, limit: Any = LOG_LIMIT,
+                 kinds: Any = None) -> dict[str, Any]:
+        """The node's events after sequence number ``since`` (the last
+        ``limit``; only ``kinds`` if given), and ``next``: the ``since`` that
+        asks for what comes after them. Following the log is asking again."""
+        if type(since) is not int or since < 0:
+            raise CommandError("bad_request", "log: since is an event number (0 for all)")
+        if type(limit) is not int or not 1 <= limit <= MAX_LOG_LIMIT:
+            raise CommandError("bad_request", f"log: limit is a count from 1 to {MAX_LOG_LIMIT}")
+        if kinds is not None and (not isinstance(kinds, list | tuple)
+                                  or not all(k in KINDS for k in kinds)):
+            raise CommandError("bad_request", f"log: kinds are among {', '.join(KINDS)}")
+        events = self.rt.events
+        found = events.since(since, MAX_LOG_LIMIT)
+        if kinds is not None:
+            found = [e for e in found if e.kind in kinds]
+        return {"events": events.wire(found[-limit:]), "next": events.seq}
+
+    def _cmd_trace(self, session: Session, pid: Any, count: Any = TRACE_COUNT,
+                   seconds: Any = TRACE_SECONDS) -> dict[str, Any]:
+        """Start tracing a process's messages: ``{"trace": id, ...}``; read
+        them with ``trace_read``. It stops by itself (count, seconds, or
+        nobody reading it for a few seconds) or with ``untrace``."""
+        if type(count) is not int or not 1 <= count <= MAX_TRACE_COUNT:
+            raise CommandError("bad_request", f"trace: count is from 1 to {MAX_TRACE_COUNT}")
+        if (not isinstance(seconds, int | float) or isinstance(seconds, bool)
+                or not 0 < seconds <= MAX_TRACE_SECONDS):
+            raise CommandError(
+                "bad_request", f"trace: seconds is a number up to {MAX_TRACE_SECONDS:g}")
+        target = self._named(pid)
+        for tid in [t for t, tr in session.traces.items() if tr.stopped is not None]:
+            del session.traces[tid]  # finished: the client has had them or gave up
+        if len(session.traces) >= MAX_TRACES:
+            raise CommandError("busy", f"trace: at most {MAX_TRACES} traces at once per observer")
+        try:
+            trace = self.rt.trace(target, count, float(seconds))
+        except RusmError as e:
+            raise CommandError("no_such_process", f"no process {pid} on {self.node.name}") from e
+        tid = session.add_trace(trace)
+        log.info("observe: trace of %s started (%d messages, %g s)", trace.pid, count, seconds)
+        return {"trace": tid, "pid": str(trace.pid), "count": count,
+                "seconds": float(seconds)}
+
+    def _cmd_trace_read(self, session: Session, trace: Any, since: Any = 0) -> dict[str, Any]:
+        """A trace's events from index ``since``; ``next`` is the ``since``
+        to ask with next; ``stopped`` says why it ended (None: it runs)."""
+        found = session.traces.get(trace) if type(trace) is int else None
+        if found is None:
+            raise CommandError("bad_request", f"no trace {trace!r} in this session")
+        if type(since) is not int or since < 0:
+            raise CommandError("bad_request", "trace_read: since is an event index")
+        events = found.read(since)
+        return {"events": [e.to_wire(found.pid) for e in events], "next": since + len(events),
+                "stopped": found.stopped}
+
+    def _cmd_untrace(self, session: Session, trace: Any) -> None:
+        found = session.traces.pop(trace, None) if type(trace) is int else None
+        if found is None:
+            raise CommandError("bad_request", f"no trace {trace!r} in this session")
+        found.stop()
+
     def _cmd_names(self, session: Session) -> dict[str, list[str]]:
         return {
             "local": sorted(self.rt.registered()),
@@ -344,6 +414,21 @@ class Session:
         self._cpu: dict[str, float] = {}  # pid -> cpu_s at the last sample (shown rows)
         self._last_sample = 0.0
         """The pids of the last sample's rows, to tell which of them exited."""
+        self.traces: dict[int, Trace] = {}
+        """The traces this client started, by the id it reads them with."""
+        self._trace_ids = 0
+
+    def add_trace(self, trace: Trace) -> int:
+        """Keep a trace this client started; the id it reads it with."""
+        self._trace_ids += 1
+        self.traces[self._trace_ids] = trace
+        return self._trace_ids
+
+    def close(self) -> None:
+        """The client went away: its traces stop."""
+        for trace in self.traces.values():
+            trace.stop("detached")
+        self.traces.clear()
 
     def handle(self, message: dict[str, Any]) -> Any:
         """A command message ``{"t": "cmd", "cmd": ..., "args": {...}}``: its value."""
