@@ -835,6 +835,24 @@ class Runtime:
                     out[proc.pid] = callee.pid
         return out
 
+    def remote_calls_waiting(self) -> dict[Pid, Pid | tuple[str, str]]:
+        """Caller -> callee, for each local process blocked in a call to a
+        process on another node (a pid, or ``(name, node)``): where a cycle of
+        calls may leave this node (rusm.net.waits follows it)."""
+        out: dict[Pid, Pid | tuple[str, str]] = {}
+        now = self._now()
+        for proc in list(self._calling):
+            wait = self._wait(proc, now)
+            target = wait.target
+            if wait.kind != "call":
+                continue
+            if target.__class__ is Pid and target.node != self.node:
+                out[proc.pid] = target
+            elif (isinstance(target, tuple) and len(target) == 2
+                  and all(isinstance(x, str) for x in target) and target[1] != self.node):
+                out[proc.pid] = (target[0], target[1])
+        return out
+
     def deadlocked(self) -> set[Pid]:
         """The local processes on a cycle of calls (each waits on the next)."""
         return dg.deadlocks(self.calls_waiting())

@@ -47,6 +47,7 @@ from .mtls import make_configuration
 from .quic import Listener, QuicLink, dial, listen, listening_on
 from .registry import Entries, GlobalRegistry
 from .tls import Identity, is_read_only, validate_node_name
+from .waits import local_waits
 from .wire import (
     CallReply,
     CallRequest,
@@ -594,6 +595,9 @@ class ClusterNode:
             "rtt": rtt,
         }
 
+    def _rpc_waits(self, names: Any = None) -> dict[str, Any]:
+        return local_waits(self.runtime, names)
+
     def _rpc_pids(self) -> list[Pid]:
         return [info.pid for info in self.runtime.processes()]
 
@@ -622,6 +626,7 @@ _RPC: dict[str, Callable[..., Any]] = {
     "pids": ClusterNode._rpc_pids,
     "process_info": ClusterNode._rpc_process_info,
     "reload": ClusterNode._rpc_reload,
+    "waits": ClusterNode._rpc_waits,
 }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rusm.actors import census
+from rusm.actors.diagnose import deadlocks
 from rusm.actors.errors import RusmError
 from rusm.actors.events import KINDS
 from rusm.actors.gen_server import server_info
@@ -32,6 +33,7 @@ from rusm.actors.trace import Trace
 from ..errors import RemoteError
 from ..node import ClusterNode
 from ..terms import UnsendableTerm
+from ..waits import cluster_calls
 from .protocol import (
     COMMANDS,
     INFO_MESSAGES,
@@ -93,15 +95,29 @@ class Observatory:
         self._seen: dict[int, float] = {}
         self.lag: deque[float] = deque(maxlen=HISTORY_POINTS)
         self.meter = self.rt.meter()  # busy time, loop lag, blocked steps: from now on
+        self.cluster_calls: dict[Pid, Pid] = {}
+        """Blocked calls that leave this node and those they lead to on other
+        nodes (rusm.net.waits), refreshed each history step while there are any."""
+        self._waits: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._ticker(), name=f"rusm.observe.history:{node.name}"
         )
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [t for t in (self._task, self._waits) if t is not None]
+        self._task = self._waits = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _refresh_waits(self) -> None:
+        self.cluster_calls = await cluster_calls(self.node, timeout=self.step)
+
+    def deadlocked(self) -> set[Pid]:
+        """This node's processes on a cycle of calls, within the node or
+        through others (as of the last history step for the others)."""
+        calls: dict[Pid, Pid] = {**self.cluster_calls, **self.rt.calls_waiting()}
+        return {p for p in deadlocks(calls) if p.node == self.node.name}
 
     async def _ticker(self) -> None:
         while True:
@@ -113,6 +129,12 @@ class Observatory:
         self.processes.append(self.rt.process_count())
         self.mailbox.append(census.total_mailbox(self.rt))
         self.lag.append(self.meter.lag_ms(self.step))
+        if self._waits is None or self._waits.done():
+            if self.rt.remote_calls_waiting():
+                self._waits = asyncio.get_running_loop().create_task(
+                    self._refresh_waits(), name=f"rusm.observe.waits:{self.node.name}")
+            else:
+                self.cluster_calls = {}
         if not self.rows:
             return
         horizon = time.monotonic() - HISTORY_POINTS * self.step
@@ -278,8 +300,9 @@ class Observatory:
             "where": [{"function": f.function, "file": f.file, "line": f.line}
                       for f in found.where],
             "waiting_on": found.wait.text,
-            "waited_by": [str(p) for p in found.waited_by],
-            "deadlock": found.deadlocked,
+            "waited_by": [str(p) for p in sorted({*found.waited_by, *(
+                c for c, callee in self.cluster_calls.items() if callee == info.pid)})],
+            "deadlock": found.deadlocked or info.pid in self.deadlocked(),
             "messages": found.messages,
             "memory_bytes": found.memory_bytes,
             "cpu_s": info.cpu_s,
@@ -522,7 +545,7 @@ class Session:
                 loop_lag_ms=obs.meter.lag_ms(max(sub.interval, obs.meter.tick)),
                 blocked_steps=obs.meter.blocked_total,
                 last_blocked=_blocked_text(obs.meter.blocked[-1]) if obs.meter.blocked else "",
-                deadlocked=len(rt.deadlocked()),
+                deadlocked=len(obs.deadlocked()),
             ),
             nodes=tuple(obs.node.nodes()),
             detail=sub.detail,
