@@ -294,6 +294,7 @@ EXPECTED_ORDER: dict[str, Callable[[ProcessInfo], Any]] = {
     "names": lambda i: (not i.names, ", ".join(i.names).lower()),
     "age": lambda i: i.spawned_at,
     "cpu": lambda i: -i.cpu_s,
+    "memory": lambda i: -i.memory_bytes,
 }
 """What each sort key means (docs: numeric largest first, text ascending with
 no text last, age oldest first); ties in pid order."""

@@ -11,6 +11,7 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
+from .diagnose import ROW_MEASURED, memory_estimate
 from .info import ProcessInfo
 from .process import Process
 from .runtime import Runtime
@@ -37,6 +38,7 @@ TOP_KEYS: dict[str, tuple[Callable[[Process], Any], bool]] = {
     "label": (lambda p: (p.label or "", p.pid.serial), False),
     "age": (lambda p: p.spawned_at, False),
     "cpu": (lambda p: p._ticks, True),
+    "memory": (lambda p: memory_estimate(p, p._mailbox, ROW_MEASURED), True),
 }
 """Sort key -> (key function, largest first)."""
 

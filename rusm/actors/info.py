@@ -37,6 +37,8 @@ class ProcessInfo:
     old_code: bool = False
     """Its code was replaced by a reload; it runs the old one (``purge`` kills it)."""
     cpu_s: float = 0.0
+    memory_bytes: int = 0
+    """A cheap estimate of its record and mailbox (rusm.actors.diagnose.memory_estimate)."""
     """Busy time: seconds its steps held the event loop, sampled at 100 Hz
     while the runtime's meter runs (``Runtime.meter``); 0 when it does not."""
 

@@ -766,6 +766,7 @@ class Runtime:
             spawned_at=proc.spawned_at,
             old_code=proc.old_code,
             cpu_s=proc._ticks / self._meter.hz if self._meter is not None else 0.0,
+            memory_bytes=dg.memory_estimate(proc, proc._mailbox, dg.ROW_MEASURED),
         )
 
     def meter(self) -> Meter:

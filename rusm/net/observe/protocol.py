@@ -182,6 +182,8 @@ class ProcessRow:
     waiting: str = ""
     """What it waits on: ``receive``, ``call <london.5> 2.3s``, ``sleep 1s``,
     ``await X``, ``running`` (see rusm.actors.diagnose)."""
+    memory: int = 0
+    """Bytes of its record and mailbox, estimated (``info`` measures closer)."""
 
 
 def _text(value: str | None) -> tuple[bool, str]:
@@ -204,6 +206,7 @@ SORTS: dict[str, Callable[[ProcessRow], Any]] = {
     "names": lambda r: _text(", ".join(r.names)),
     "age": lambda r: _largest(r.age),
     "cpu": lambda r: _largest(r.cpu_s),
+    "memory": lambda r: _largest(r.memory),
 }
 """Sort key -> the value it orders rows by, in their natural order: numbers
 largest first (``cpu``: busy time since spawn, as top's TIME+), ``age``

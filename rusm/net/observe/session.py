@@ -65,7 +65,8 @@ HISTORY_STEP = 1.0
 """Seconds between history points."""
 TRACKED_MAX = 2000
 """Most processes whose mailbox history is kept (those samples showed lately)."""
-HEAP_KEYS = frozenset({"mailbox", "received", "sent", "links", "monitors", "pid", "age", "cpu"})
+HEAP_KEYS = frozenset({"mailbox", "received", "sent", "links", "monitors", "pid", "age", "cpu",
+                       "memory"})
 """Sort keys census.top orders as protocol.select does (numbers, pid, age):
 for these, unreversed and not negated, the node need not build every row."""
 NODE_LABEL_PREFIX = "rusm."
@@ -588,5 +589,6 @@ def _row(info: ProcessInfo, wall: float, **more: Any) -> ProcessRow:
         sent=info.sent,
         age=round(max(0.0, wall - info.spawned_at), 3),
         cpu_s=info.cpu_s,
+        memory=info.memory_bytes,
         **more,
     )
