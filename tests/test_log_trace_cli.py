@@ -115,6 +115,12 @@ def test_trace_prints_messages_in_and_out_and_stops_by_itself(
                            "--json", "--identity", str(certs.ops))))
     assert len(remote) == 2 and {e["direction"] for e in remote} <= {"in", "out"}
 
+    for key in ("cpu", "memory"):  # docs/OPERATIONS.md: who burns the CPU, the memory
+        rows = json.loads(ok(rusm(home, "ps", "london", "--sort", key, "--json",
+                                  "--interval", "0.2")))["rows"]
+        figures = [r["cpu_s" if key == "cpu" else key] for r in rows]
+        assert figures == sorted(figures, reverse=True) and rows[0][key] >= 0
+
     missing = rusm(home, "trace", "london", "nobody")
     assert missing.returncode == 1 and "nobody" in missing.stderr
     assert london.stop() == 0
