@@ -11,10 +11,11 @@ baseline; the best of each is kept (highest rate, lowest size and latency):
    loop every ``BATCH`` messages so the consumer interleaves);
 4. ping-pong: round-trip latency between two processes (p50 and p99).
 
-Then what observing costs: throughput and ping-pong again, RUSM with the
-meter an observer starts (``Runtime.meter()``: the stack sampler thread and
-the loop-lag ticker) against RUSM without it, in the same run (target: at
-most 5 % slower, ``targets.meter_cost``).
+Then what observing costs: throughput and ping-pong again, RUSM with what
+an observer starts (``Runtime.meter()``: the stack sampler thread and the
+loop-lag ticker; ``Runtime.track_filled()``: noting each mailbox that fills
+from empty) against RUSM without it, in the same run (target: at most 5 %
+slower, ``targets.meter_cost``).
 
 Prints one JSON line on stdout: both sets of figures, the ratios RUSM/baseline
 and whether the targets are met. Progress goes to stderr.
@@ -155,8 +156,9 @@ async def rusm_fleet(n: int) -> AsyncIterator[None]:
 async def rusm_throughput(n: int, metered: bool = False) -> float:
     done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     async with Runtime() as rt:
-        if metered:
-            rt.meter()  # what an observer starts: the stack sampler and the loop ticker
+        if metered:  # what an observer starts: the stack sampler, the loop ticker
+            rt.meter()  # and the noting of mailboxes that fill (census.Mailboxes)
+            rt.track_filled()
         consumer = rt.spawn(rusm_consumer, n, done)
         await asyncio.sleep(0)  # the consumer reaches its first receive
         t0 = time.perf_counter()
@@ -170,6 +172,7 @@ async def rusm_pingpong(rounds: int, warmup: int, metered: bool = False) -> list
     async with Runtime() as rt:
         if metered:
             rt.meter()
+            rt.track_filled()
         ponger = rt.spawn(rusm_ponger)
         rt.spawn(rusm_pinger, ponger, rounds, warmup, done)
         return await done

@@ -16,7 +16,7 @@ from .info import ProcessInfo
 from .process import Process
 from .runtime import Runtime
 
-__all__ = ["TOP_KEYS", "mailbox_depths", "top", "total_mailbox"]
+__all__ = ["TOP_KEYS", "Mailboxes", "mailbox_depths", "top", "total_mailbox"]
 
 
 def _mailbox(p: Process) -> int:
@@ -46,6 +46,55 @@ TOP_KEYS: dict[str, tuple[Callable[[Process], Any], bool]] = {
 def total_mailbox(rt: Runtime) -> int:
     """Messages waiting in every mailbox of ``rt``."""
     return sum(len(mb) for p in rt._procs.values() if (mb := p._mailbox))
+
+
+class Mailboxes:
+    """The processes with mail waiting, kept as their mailboxes fill
+    (``Runtime.track_filled``), so the total mailbox and the fullest
+    mailboxes cost what changed, not a scan of every process: an idle node
+    of 1,000,000 processes is sampled in microseconds. One per runtime, made
+    by its observer; :meth:`close` stops the runtime noting fills."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        rt.track_filled()
+        self.full: set[Process] = {p for p in rt._procs.values() if p._mailbox}
+        self.total = sum(len(p._mailbox) for p in self.full if p._mailbox)
+
+    def refresh(self) -> int:
+        """Take in the mailboxes that filled since the last refresh, drop
+        those that drained (or whose process exited); the total mailbox."""
+        full = self.full
+        full.update(self.rt.take_filled())
+        total = 0
+        drained = []
+        for p in full:
+            mb = p._mailbox
+            if mb:
+                total += len(mb)
+            else:
+                drained.append(p)
+        full.difference_update(drained)
+        self.total = total
+        return total
+
+    def top(self, n: int) -> list[ProcessInfo]:
+        """The first ``n`` processes by mailbox depth, ties in pid order (as
+        :func:`top` with ``key="mailbox"``), as of the last refresh."""
+        chosen = heapq.nlargest(n, self.full, key=lambda p: (_mailbox(p), -p.pid.serial))
+        chosen = [p for p in chosen if _mailbox(p)]
+        if len(chosen) < n:  # then empty mailboxes, in pid order (spawn order)
+            picked = set(chosen)
+            for p in self.rt._procs.values():
+                if len(chosen) >= n:
+                    break
+                if p not in picked and not p._mailbox:
+                    chosen.append(p)
+        return [self.rt._info(p) for p in chosen]
+
+    def close(self) -> None:
+        self.rt.track_filled(False)
+        self.full.clear()
 
 
 def mailbox_depths(rt: Runtime, serials: list[int]) -> list[int]:

@@ -113,6 +113,7 @@ class Runtime:
         self._unwinding: dict[int, Process] = {}
         self._calling: set[Process] = set()  # processes blocked in call (diagnose)
         self._meter: Meter | None = None
+        self._filled: list[Process] | None = None  # see track_filled
         self.events = EventLog()
         """What happened: exits, restarts, nodes up and down (rusm.actors.events)."""
         self._names: dict[str, Process] = {}
@@ -281,8 +282,12 @@ class Runtime:
             log.debug("dead letter to %s", dest)
             return
         mb = proc._mailbox
-        if mb is None:
-            mb = proc._mailbox = deque()
+        if not mb:  # it fills from empty: an observer keeping totals hears of it
+            if mb is None:
+                mb = proc._mailbox = deque()
+            filled = self._filled
+            if filled is not None:
+                filled.append(proc)
         mb.append(msg)
         proc._received += 1
         self.messages += 1
@@ -768,6 +773,25 @@ class Runtime:
             cpu_s=proc._ticks / self._meter.hz if self._meter is not None else 0.0,
             memory_bytes=dg.memory_estimate(proc, proc._mailbox, dg.ROW_MEASURED),
         )
+
+    def track_filled(self, on: bool = True) -> None:
+        """From now on (``on``), note each process whose mailbox fills from
+        empty, for :meth:`take_filled`: what lets an observer keep the total
+        mailbox and the fullest mailboxes without scanning every process
+        (rusm.actors.census.Mailboxes). Off again with ``on=False``."""
+        if not on:
+            self._filled = None
+        elif self._filled is None:
+            self._filled = []
+
+    def take_filled(self) -> list[Process]:
+        """The processes whose mailbox filled from empty since the last call
+        (perhaps more than once each, perhaps gone or drained since)."""
+        filled = self._filled
+        if filled is None:
+            return []
+        self._filled = []
+        return filled
 
     def meter(self) -> Meter:
         """The runtime's meter (rusm.actors.meter: busy time per process,

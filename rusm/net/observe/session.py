@@ -96,6 +96,7 @@ class Observatory:
         self._seen: dict[int, float] = {}
         self.lag: deque[float] = deque(maxlen=HISTORY_POINTS)
         self.meter = self.rt.meter()  # busy time, loop lag, blocked steps: from now on
+        self.mailboxes = census.Mailboxes(self.rt)  # the total and the fullest, kept as they fill
         self.cluster_calls: dict[Pid, Pid] = {}
         """Blocked calls that leave this node and those they lead to on other
         nodes (rusm.net.waits), refreshed each history step while there are any."""
@@ -107,6 +108,7 @@ class Observatory:
     async def close(self) -> None:
         tasks = [t for t in (self._task, self._waits) if t is not None]
         self._task = self._waits = None
+        self.mailboxes.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -128,7 +130,7 @@ class Observatory:
     def tick(self) -> None:
         """Append one history point: process count, total mailbox, tracked rows."""
         self.processes.append(self.rt.process_count())
-        self.mailbox.append(census.total_mailbox(self.rt))
+        self.mailbox.append(self.mailboxes.refresh())
         self.lag.append(self.meter.lag_ms(self.step))
         if self._waits is None or self._waits.done():
             if self.rt.remote_calls_waiting():
@@ -476,7 +478,7 @@ class Session:
         obs, rt, sub = self.obs, self.obs.rt, self.subscription
         now = time.monotonic()
         stats = rt.stats()
-        mailbox = census.total_mailbox(rt)
+        mailbox = obs.mailboxes.refresh()
         rates = (0.0, 0.0, 0.0)
         if self._last is not None:
             then, messages, dead, mb = self._last
@@ -494,7 +496,10 @@ class Session:
             if sub.sort in HEAP_KEYS and not sub.reverse and not sub.filter.startswith("!"):
                 # census's heap picks the same rows as select() would, and
                 # builds a record only for them (100k processes at 2 Hz).
-                infos, matched = census.top(rt, sub.offset + limit, sub.sort, sub.filter)
+                if sub.sort == "mailbox" and not sub.filter:  # what changed, not every process
+                    infos, matched = obs.mailboxes.top(sub.offset + limit), stats.processes
+                else:
+                    infos, matched = census.top(rt, sub.offset + limit, sub.sort, sub.filter)
                 infos = infos[sub.offset:]
             else:
                 # Every row, then the protocol's one selection: filter, sort,
