@@ -21,8 +21,10 @@ from rusm.tui.feeds import ReplayFeed, read_recording
 from rusm.tui.screens.cluster import ClusterScreen
 from rusm.tui.screens.confirm import ConfirmAction, ConfirmKill
 from rusm.tui.screens.help import HelpScreen
+from rusm.tui.screens.log import LogScreen
 from rusm.tui.screens.main import MainScreen
 from rusm.tui.screens.process import ProcessScreen
+from rusm.tui.screens.trace import TraceScreen
 from rusm.tui.widgets.table import COLUMNS, ProcessTable
 
 from .tui_helpers import LONDON, FakeFeed, drained, info_of, london_samples, until
@@ -546,7 +548,7 @@ async def test_help_shows_every_key_of_every_screen(audit: Path) -> None:
     from rusm.tui.screens.help import KEYS
 
     listed = " ".join(key for _, keys in KEYS for key, _ in keys)
-    for screen in (MainScreen, ProcessScreen, ClusterScreen):
+    for screen in (MainScreen, ProcessScreen, ClusterScreen, LogScreen, TraceScreen):
         for binding in screen.BINDINGS:
             shown = binding.key_display or binding.key  # type: ignore[union-attr]
             assert shown.replace("escape", "esc") in listed, (screen.__name__, shown)

@@ -18,15 +18,29 @@ from pytest_textual_snapshot import SVGImageExtension
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from rusm.net.observe.protocol import CommandError
 from rusm.tui.app import TopApp, make_app
 from rusm.tui.feeds import ReplayFeed, read_recording
 from rusm.tui.screens.cluster import ClusterScreen
 from rusm.tui.screens.confirm import ConfirmKill
+from rusm.tui.screens.log import LogScreen
 from rusm.tui.screens.process import ProcessScreen
+from rusm.tui.screens.trace import TraceScreen
 
-from .tui_helpers import LONDON, LONDON_DOWN, FakeFeed, drained, info_of, until
+from .tui_helpers import (
+    LONDON,
+    LONDON_DOWN,
+    FakeFeed,
+    NodeLog,
+    NodeTrace,
+    drained,
+    info_of,
+    node_events,
+    trace_events,
+    until,
+)
 
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "snapshots"
 CLOCK = 1_700_003_600.0
@@ -189,5 +203,37 @@ def test_disconnected_state(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await drained(pilot, feed)
+
+    assert snap_compare(app_for(feed, tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_log_view(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    # The node's events at fixed times, shown in UTC: the same on every machine.
+    feed = recorded(log=NodeLog(node_events()))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await drained(pilot, feed)
+        await pilot.press("L")
+        await until(pilot, lambda: isinstance(pilot.app.screen, LogScreen)
+                    and pilot.app.screen.polls > 0)
+        pilot.app.screen.query_one(Input).cursor_blink = False  # a blink would be flaky
+        await pilot.pause()
+
+    assert snap_compare(app_for(feed, tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_trace_view(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    feed = recorded(**NodeTrace("<london.3>", trace_events(), stopped="count").answers())
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await drained(pilot, feed)
+        await pilot.press("colon")
+        app = pilot.app
+        assert isinstance(app, TopApp)
+        app.main.pane.input.value = "trace consumer 4 5"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TraceScreen)
+                    and app.screen.stopped is not None)
+        await pilot.pause()
 
     assert snap_compare(app_for(feed, tmp_path), terminal_size=SIZE, run_before=run_before)

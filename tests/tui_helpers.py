@@ -235,3 +235,79 @@ async def drained(pilot: Pilot[Any], feed: FakeFeed) -> None:
     # The app's worker takes an event off the queue and ingests it in one step.
     await until(pilot, feed.queue.empty, "the feed to be drained")
     await pilot.pause()
+
+
+# -- the node's event log and a trace, as its observe commands answer them ----------
+
+AT = T0 + 3_601.0
+"""When the node's events below happened (23:13:21 UTC)."""
+CRASH = ("Traceback (most recent call last):\n"
+         '  File "jobs.py", line 12, in handle\n'
+         "    return 1 / 0\n"
+         "ZeroDivisionError: division by zero")
+
+
+def node_events() -> list[dict[str, Any]]:
+    """One event of every kind, a crash with its traceback among them, at fixed times."""
+    crash = "ZeroDivisionError('division by zero')"
+    events: list[dict[str, Any]] = [
+        {"kind": "nodeup", "pid": None, "label": None, "reason": None, "node": "paris"},
+        {"kind": "exit", "pid": "<london.7>", "label": "worker", "reason": "normal",
+         "crashed": False},
+        {"kind": "exit", "pid": "<london.12>", "label": "parser", "reason": crash,
+         "crashed": True, "traceback": CRASH},
+        {"kind": "restart", "pid": "<london.61>", "label": "parser", "reason": crash,
+         "child": "parser", "restarts": 1, "supervisor": "<london.1>"},
+        {"kind": "max_restarts", "pid": "<london.1>", "label": "demo_sup",
+         "reason": "more than 3 restarts in 5 s", "child": "parser"},
+        {"kind": "nodedown", "pid": None, "label": None, "reason": "connection lost",
+         "node": "tokyo"},
+        {"kind": "name_conflict", "pid": "<london.9>", "label": "cache",
+         "reason": "'jobs' kept by <paris.4>", "name": "jobs", "winner": "<paris.4>"},
+    ]
+    return [{"seq": i + 1, "time": AT + i * 0.125, **e} for i, e in enumerate(events)]
+
+
+class NodeLog:
+    """A node's event log: call it as the ``log`` command (a FakeFeed answer)."""
+
+    def __init__(self, events: Iterable[dict[str, Any]] = ()) -> None:
+        self.events = list(events)
+
+    def __call__(self, since: int = 0, limit: int = 200,
+                 kinds: list[str] | None = None) -> dict[str, Any]:
+        newer = [e for e in self.events
+                 if e["seq"] > since and (kinds is None or e["kind"] in kinds)]
+        return {"events": newer[-limit:],
+                "next": max((e["seq"] for e in self.events), default=0)}
+
+
+def trace_events(pid: str = "<london.3>") -> list[dict[str, Any]]:
+    """What a trace of ``pid`` saw: messages in and out, at fixed times."""
+    seen = [("in", "<london.2>", "{'job': 1}"), ("out", "<london.5>", "('ok', 1)"),
+            ("in", "producer@paris", "{'job': 2}"), ("out", "jobs", "('ok', 2)")]
+    return [{"time": AT + i * 0.25, "pid": pid, "direction": d, "peer": peer, "term": term}
+            for i, (d, peer, term) in enumerate(seen)]
+
+
+class NodeTrace:
+    """A node tracing one process: answers ``trace``, ``trace_read`` and ``untrace``
+    (see :meth:`answers`); the test adds events and sets ``stopped``."""
+
+    def __init__(self, pid: str, events: Iterable[dict[str, Any]] = (), *,
+                 stopped: str | None = None, trace: int = 7) -> None:
+        self.pid = pid
+        self.events = list(events)
+        self.stopped = stopped
+        self.trace = trace
+
+    def start(self, pid: str, count: int, seconds: float) -> dict[str, Any]:
+        return {"trace": self.trace, "pid": self.pid, "count": count, "seconds": float(seconds)}
+
+    def read(self, trace: int, since: int) -> dict[str, Any]:
+        assert trace == self.trace, trace
+        return {"events": self.events[since:], "next": len(self.events),
+                "stopped": self.stopped}
+
+    def answers(self) -> dict[str, Answer]:
+        return {"trace": self.start, "trace_read": self.read, "untrace": lambda trace: None}

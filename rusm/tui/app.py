@@ -6,6 +6,11 @@ takes every event from the feed into the model and posts a coalescing
 calls (subscribe, commands) run in workers so a slow node never freezes the
 screen; their failures are shown as one line, never raised.
 
+The log and trace views (``L``, ``:log``; ``:trace``, ``t`` in the process
+view) ask the node through :class:`~rusm.tui.calls.NodeCalls`; a replay has
+no node to ask, so they are refused there. Traces still running as the app
+closes are stopped.
+
 Read-only (``rusm top --readonly``, or attached with an observer
 certificate, like k9s ``--readonly``): the shell refuses send, spawn and kill
 with a message and sends nothing, ``k`` only says so, and the screen is
@@ -29,16 +34,26 @@ from textual.app import App, AutopilotCallbackType
 from textual.binding import Binding
 from textual.css.query import NoMatches
 
-from rusm.net.observe.protocol import SORT_KEYS, Feed, FeedStatus
+from rusm.net.observe.protocol import SORT_KEYS, TRACE_COUNT, TRACE_SECONDS, Feed, FeedStatus
 from rusm.tui.audit import AuditLog, default_audit_path
+from rusm.tui.calls import NodeCalls
 from rusm.tui.completion import Completions
 from rusm.tui.feeds import RecordingFeed, ReplayFeed
-from rusm.tui.messages import Attach, FeedUpdated, KillProcess, OpenProcess, SortBy
+from rusm.tui.messages import (
+    Attach,
+    FeedUpdated,
+    KillProcess,
+    OpenProcess,
+    SortBy,
+    TraceProcess,
+)
 from rusm.tui.model import TopModel
 from rusm.tui.screens.cluster import ClusterScreen
 from rusm.tui.screens.help import HelpScreen
+from rusm.tui.screens.log import LogScreen
 from rusm.tui.screens.main import MainScreen
 from rusm.tui.screens.process import ProcessScreen, describe_error
+from rusm.tui.screens.trace import TraceScreen
 from rusm.tui.shell import Shell
 from rusm.tui.widgets.command_pane import CommandPane
 
@@ -79,6 +94,8 @@ class TopApp(App[None]):
         self.on_attach = on_attach
         self.completions = Completions()
         self.shell = Shell(self, audit)
+        self.calls = NodeCalls(lambda: self.feed)
+        """The log and trace views' commands (and the traces still running)."""
         self.replay = feed if isinstance(feed, ReplayFeed) else None
         """The recording played, if this app replays one: send, spawn and kill
         are refused, and the replay keys (step, jump, speed) act on it."""
@@ -119,6 +136,7 @@ class TopApp(App[None]):
             )
 
     async def on_unmount(self) -> None:
+        await self.calls.stop_all()  # best effort: the node stops unread traces too
         await self._close(self.feed)
 
     @work(exclusive=True, group="feed", exit_on_error=False)
@@ -167,7 +185,8 @@ class TopApp(App[None]):
                 if isinstance(screen, MainScreen):
                     screen.show(self.model, self.target, paused=self.paused,
                                 filter=self.view.filter)
-                elif isinstance(screen, ProcessScreen | ClusterScreen):
+                elif isinstance(screen, ProcessScreen | ClusterScreen | LogScreen
+                                | TraceScreen):
                     screen.show(self.model)
             except NoMatches:
                 continue  # being torn down (the app is closing): nothing to draw on
@@ -281,6 +300,33 @@ class TopApp(App[None]):
 
     def action_cluster(self) -> None:
         self.push_screen(ClusterScreen(self.shell.nodes, self.model, self.target))
+
+    def action_log(self) -> None:
+        self.open_log()
+
+    def open_log(self, kind: str | None = None) -> None:
+        """The node's event log, filtered on ``kind`` to start with."""
+        if self.replay is not None:
+            self.shell.need_node("log")
+            return
+        self.push_screen(LogScreen(self.calls.log, self.model, self.target, kind))
+
+    def open_trace(self, pid: str, count: int = TRACE_COUNT, seconds: float = TRACE_SECONDS,
+                   *, label: str | None = None) -> None:
+        """Trace ``pid``'s messages (``label`` defaults to its row's)."""
+        if self.replay is not None:
+            self.shell.need_node("trace")
+            return
+        if label is None:
+            sample = self.model.sample
+            row = next((r for r in sample.rows if r.pid == pid), None) if sample else None
+            label = row.label if row else None
+        self.push_screen(TraceScreen(self.calls, pid, count, seconds, self.model, self.target,
+                                     label=label))
+
+    @on(TraceProcess)
+    def _trace_process(self, event: TraceProcess) -> None:
+        self.open_trace(event.pid, label=event.label)
 
     def open_process(self, pid: str) -> None:
         self.push_screen(ProcessScreen(pid, self.shell.info, self.model, self.target))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["count", "duration", "rate", "timestamp"]
+__all__ = ["clock", "count", "duration", "rate", "timestamp"]
 
 
 def count(n: int) -> str:
@@ -37,3 +37,8 @@ def duration(seconds: float) -> str:
 def timestamp(epoch: float) -> str:
     """A node's wall-clock time as ISO 8601 UTC, to the second."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def clock(epoch: float) -> str:
+    """A node's wall-clock time of day, UTC, to the millisecond: ``22:15:09.042``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S.%f")[:-3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-__all__ = ["Attach", "FeedUpdated", "KillProcess", "OpenProcess", "SortBy"]
+__all__ = ["Attach", "FeedUpdated", "KillProcess", "OpenProcess", "SortBy", "TraceProcess"]
 
 
 class FeedUpdated(Message):
@@ -40,3 +40,12 @@ class Attach(Message):
     def __init__(self, node: str) -> None:
         super().__init__()
         self.node = node
+
+
+class TraceProcess(Message):
+    """Trace ``pid``'s messages (with the default count and time)."""
+
+    def __init__(self, pid: str, label: str | None = None) -> None:
+        super().__init__()
+        self.pid = pid
+        self.label = label

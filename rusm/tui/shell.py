@@ -2,7 +2,8 @@
 
 Mutating commands (``MUTATING``: send, spawn, kill) are written to the audit
 log with their outcome; in a read-only app they are refused here, with a
-message, and nothing reaches the feed. Every failure, a node's typed error or anything the
+message, and nothing reaches the feed. ``log`` and ``trace`` open their views
+(refused in a replay: there is no node to ask). Every failure, a node's typed error or anything the
 feed raises, ends up as one line on the message line.
 """
 
@@ -20,12 +21,14 @@ from rusm.tui.commands import (
     Help,
     Info,
     Kill,
+    Log,
     Node,
     Purge,
     Reload,
     Send,
     Sort,
     Spawn,
+    Trace,
     parse,
 )
 from rusm.tui.screens.confirm import ConfirmAction, ConfirmKill
@@ -98,6 +101,15 @@ class Shell:
                 app.subscribe(filter=text)
             case Node(name):
                 await app.attach(name)
+            case Log(kind):
+                app.open_log(kind)
+            case Trace(target, count, seconds):
+                if app.replay is not None:  # before resolving: a replay has no node to ask
+                    self.need_node("trace")
+                    return
+                pid = await self.resolve(target)
+                if pid is not None:
+                    app.open_trace(pid, count, seconds)
             case Help():
                 app.action_help()
 
@@ -184,6 +196,11 @@ class Shell:
             return
         self.app.say(f"read-only: {cmd} is disabled (rusm top --readonly, or an observer "
                      "certificate); nothing was sent", error=True)
+
+    def need_node(self, cmd: str) -> None:
+        """Say that ``cmd`` asks a live node, which a replay has not."""
+        self.app.say(f"replay: {cmd} asks a live node, and a recording has none; "
+                     "nothing was sent", error=True)
 
     async def mutate(self, line: str, cmd: str, **args: Any) -> None:
         """Run a command that changes the node, say how it went, audit it."""

@@ -32,6 +32,7 @@ KEYS: tuple[Section, ...] = (
         ("space", "pause / resume (jump to now)"),
         ("k", "kill the selected process"),
         ("n", "cluster view: nodes, attach"),
+        ("L", "the node's event log"),
         (":", "command line"),
         ("?", "this help"),
         ("q", "quit"),
@@ -40,12 +41,21 @@ KEYS: tuple[Section, ...] = (
         ("↑ ↓ enter", "follow a link or a monitor"),
         ("r", "refresh its info"),
         ("k", "kill it"),
+        ("t", "trace its messages"),
         ("esc", "back"),
     )),
     ("cluster view", (
         ("enter", "attach to the node"),
         ("r", "refresh the list"),
         ("esc", "back"),
+    )),
+    ("log view", (
+        ("type", "show only lines with the text"),
+        ("pgup / pgdn", "scroll; at the end: follow"),
+        ("esc", "back"),
+    )),
+    ("trace view", (
+        ("esc", "stop the trace, back"),
     )),
     ("replay (--replay FILE)", (
         ("space", "hold / play on"),

@@ -1,5 +1,6 @@
 """The process view: everything ``info`` returns, the processes it is linked
-to or monitors (select one to follow it), and its mailbox chart."""
+to or monitors (select one to follow it), and its mailbox chart; ``t``
+traces its messages (:mod:`rusm.tui.screens.trace`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from textual.widgets.option_list import Option
 from rusm.actors.errors import RusmError
 from rusm.net.observe.protocol import CommandError
 from rusm.tui import format as fmt
-from rusm.tui.messages import KillProcess, OpenProcess
+from rusm.tui.messages import KillProcess, OpenProcess, TraceProcess
 from rusm.tui.model import HISTORY_POINTS, TopModel
 from rusm.tui.widgets.charts import Chart
 from rusm.tui.widgets.header import NodeHeader
@@ -55,6 +56,7 @@ class ProcessScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "refresh_info", "Refresh"),
         Binding("k", "kill", "Kill"),
+        Binding("t", "trace", "Trace"),
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "app.help", "Help", key_display="?"),
     ]
@@ -103,6 +105,10 @@ class ProcessScreen(Screen[None]):
 
     def action_kill(self) -> None:
         self.post_message(KillProcess(self.pid))
+
+    def action_trace(self) -> None:
+        label = self.info.get("label") if self.info else None
+        self.post_message(TraceProcess(self.pid, str(label) if label else None))
 
     @work(exclusive=True, group="info", exit_on_error=False)
     async def load(self) -> None:

@@ -85,13 +85,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("sent", "SENT", 8, _n("sent"), right=True, sort="sent"),
     Column("names", "NAMES", 16, lambda r, _: ", ".join(r.names), sort="names", grow=1000),
     Column("age", "AGE", 6, lambda r, _: fmt.duration(r.age), right=True, sort="age"),
+    Column("memory", "MEM", 7, _n("memory"), right=True, sort="memory"),
 )
 PADDING = 1
 """Blank cells on each side of a cell."""
 WIDTH = sum(c.width + 2 * PADDING for c in COLUMNS)
 """Cells every column takes at its own width."""
 PRIORITY = ("pid", "mailbox", "label", "status", "waiting", "received", "sent", "cpu",
-            "names", "trend", "age", "links", "monitors")
+            "names", "trend", "age", "links", "monitors", "memory")
 """Which columns stay when the table is narrow, most useful first."""
 
 Layout = tuple[tuple[Column, int], ...]
