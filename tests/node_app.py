@@ -8,9 +8,10 @@ its mailbox, so its depth counts the messages that reached it.
 ``worker(name=None)`` registers itself as ``name`` if given, then takes
 every message out of its mailbox (its ``received`` counts them).
 ``stuck`` also starts the demo's deadlock and backlog scenarios.
-``watched`` also starts, for the log and trace: ``flaky`` (under a
-supervisor: any message makes it crash) and ``pinger``, which pings ``echo``
-every 20 ms and takes each pong.
+``watched`` also starts, for the log, the trace and the tree: the
+supervisor ``services`` (``flaky``: any message makes it crash; ``pool``, a
+supervisor of two workers ``w1`` and ``w2``) and ``pinger``, which pings
+``echo`` every 20 ms and takes each pong.
 ``broken`` is a setup that fails.
 """
 
@@ -72,8 +73,10 @@ async def pinger(proc: Process) -> None:
 def watched(node: ClusterNode) -> None:
     setup(node)
     rt = node.runtime
-    rt.spawn(Supervisor([ChildSpec("flaky", flaky, name="flaky")], max_restarts=100),
-             label="flaky.sup")
+    pool = Supervisor([ChildSpec("w1", worker), ChildSpec("w2", worker)])
+    rt.register("services", rt.spawn(Supervisor([
+        ChildSpec("flaky", flaky, name="flaky"), ChildSpec("pool", pool, label="pool"),
+    ], max_restarts=100), label="services"))
     rt.register("echo", rt.spawn(echo, label="echo"))
     rt.register("pinger", rt.spawn(pinger, label="pinger"))
 

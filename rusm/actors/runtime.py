@@ -824,6 +824,12 @@ class Runtime:
                                     self._untrace)
         return trace
 
+    def published(self, cls: type) -> dict[Pid, Any]:
+        """The states of type ``cls`` that live processes published
+        (``Process.publish_state``), by pid: how an observer finds, say, every
+        supervisor (on demand; it looks at every process)."""
+        return {p.pid: p._state for p in self._procs.values() if isinstance(p._state, cls)}
+
     def tracing(self, target: Pid | str) -> bool:
         """Whether a live process's messages are being traced."""
         proc = self._resolve(target)

@@ -17,7 +17,15 @@ types: ``permanent`` always, ``transient`` only after an abnormal exit
 ``max_restarts`` restarts within ``max_seconds`` and the supervisor stops its
 children and exits with reason ``shutdown``. A restarted child gets a new pid
 and its ``name`` registered again. The supervisor answers ``Call`` requests
-``"which_children"`` with ``[(id, pid or None), ...]``.
+``"which_children"`` with ``[(id, pid or None), ...]``,
+``("terminate_child", id)`` (it stays stopped) and ``("restart_child", id)``
+(stopped first if it runs; an operator's restart does not count towards the
+intensity) with ``"ok"`` or ``("error", message)``.
+
+A supervisor publishes its :class:`SupervisorState` (``Process.publish_state``)
+whenever a child starts or stops, so an observer sees its children, their
+restart types and restart counts; :func:`supervision_tree` assembles the
+tree of a runtime's supervisors from them.
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from .errors import ProcessExit, Timeout
 from .messages import SHUTDOWN, Call, Exit, is_normal
 from .pid import Pid
 from .process import Process
-from .runtime import Body
+from .runtime import Body, Runtime
 
-__all__ = ["ChildSpec", "Restart", "Strategy", "Supervisor"]
+__all__ = ["ChildSpec", "ChildState", "Restart", "Strategy", "Supervisor", "SupervisorState",
+           "supervision_tree"]
 
 log = logging.getLogger("rusm.actors.supervisor")
 
@@ -86,6 +95,60 @@ class Supervisor:
         await _Run(self, proc).loop()
 
 
+@dataclass(frozen=True, slots=True)
+class ChildState:
+    """One child as its supervisor last published it."""
+
+    id: str
+    pid: Pid | None
+    """None while it is stopped (terminated, or temporary and gone)."""
+    label: str
+    restart: Restart
+    restarts: int
+    """Restarts by the supervisor since it started (an operator's not counted)."""
+    supervisor: bool
+    """Whether the child is itself a supervisor."""
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorState:
+    """What a supervisor publishes: its strategy, intensity and children."""
+
+    strategy: Strategy
+    max_restarts: int
+    max_seconds: float
+    children: tuple[ChildState, ...]
+
+
+def supervision_tree(rt: Runtime) -> list[dict[str, Any]]:
+    """The runtime's supervisors as trees: the supervisors no other one
+    supervises, each ``{pid, label, strategy, max_restarts, max_seconds,
+    children}``, a child ``{id, pid, label, restart, restarts, supervisor}``
+    and, for a supervisor, its own ``strategy``... and ``children``."""
+    states: dict[Pid, SupervisorState] = rt.published(SupervisorState)
+    supervised = {c.pid for s in states.values() for c in s.children if c.pid is not None}
+
+    def node(pid: Pid, seen: frozenset[Pid]) -> dict[str, Any]:
+        state = states[pid]
+        info = rt.process_info(pid)
+        out: dict[str, Any] = {
+            "pid": pid, "label": info.label if info else None, "strategy": state.strategy,
+            "max_restarts": state.max_restarts, "max_seconds": state.max_seconds,
+            "children": [],
+        }
+        for c in state.children:
+            child: dict[str, Any] = {"id": c.id, "pid": c.pid, "label": c.label,
+                                     "restart": c.restart, "restarts": c.restarts,
+                                     "supervisor": c.supervisor}
+            if c.pid in states and c.pid not in seen:
+                child.update({k: v for k, v in node(c.pid, seen | {c.pid}).items()
+                              if k not in ("pid", "label")})
+            out["children"].append(child)
+        return out
+
+    return [node(pid, frozenset({pid})) for pid in sorted(states) if pid not in supervised]
+
+
 class _Run:
     """The state of one running supervisor."""
 
@@ -99,23 +162,52 @@ class _Run:
         info = proc.runtime.process_info(proc.pid)
         self.parents = set(info.links) if info else set()
 
+    def publish(self) -> None:
+        """Tell observers what the children are now (SupervisorState)."""
+        spec = self.spec
+        self.proc.publish_state(SupervisorState(spec.strategy, spec.max_restarts,
+                                                spec.max_seconds, tuple(
+            ChildState(c.id, pid, c.label or c.id, c.restart, n, isinstance(c.body, Supervisor))
+            for c, pid, n in zip(spec.children, self.pids, self.counts, strict=True))))
+
     async def loop(self) -> None:
         proc = self.proc
         proc.trap_exits = True
         for i in range(len(self.pids)):
             self.start(i)
+        self.publish()
         while True:
             msg = await proc.receive()
             if isinstance(msg, Exit):
                 await self.on_exit(msg.pid, msg.reason)
             elif isinstance(msg, Call):
-                if msg.request == "which_children":
-                    ids = [c.id for c in self.spec.children]
-                    msg.reply(list(zip(ids, self.pids, strict=True)))
-                else:
-                    msg.reply(("error", f"unknown supervisor request {msg.request!r}"))
+                msg.reply(await self.request(msg.request))
             else:
                 log.warning("supervisor %s: unexpected message %r", proc.pid, msg)
+            self.publish()
+
+    async def request(self, request: Any) -> Any:
+        """A Call's answer: which_children, terminate_child, restart_child."""
+        if request == "which_children":
+            ids = [c.id for c in self.spec.children]
+            return list(zip(ids, self.pids, strict=True))
+        if (isinstance(request, tuple) and len(request) == 2
+                and request[0] in ("terminate_child", "restart_child")):
+            ids = [c.id for c in self.spec.children]
+            if request[1] not in ids:
+                return ("error", f"no child {request[1]!r} (children: {', '.join(ids)})")
+            i = ids.index(request[1])
+            await self.terminate(i)
+            if request[0] == "restart_child":
+                self.start(i)
+                child = self.spec.children[i]
+                self.proc.runtime.events.record(
+                    "restart", self.pids[i], child.label or child.id,
+                    reason="restarted by an operator", child=child.id,
+                    restarts=self.counts[i], supervisor=str(self.proc.pid))
+            log.info("supervisor %s: %s %s", self.proc.pid, request[0], request[1])
+            return "ok"
+        return ("error", f"unknown supervisor request {request!r}")
 
     def start(self, i: int) -> None:
         child = self.spec.children[i]

@@ -1,5 +1,6 @@
 """``rusm attach`` (the line REPL) and the one-shot ops commands
-``rusm ps|info|log|trace|send|spawn|kill|reload|purge TARGET ...``.
+``rusm ps|info|log|trace|tree|send|spawn|kill|restart-child|terminate-child|
+reload|purge TARGET ...``.
 
 TARGET is a node name on this machine (found in the node directory) or
 ``NAME@HOST:PORT`` with ``--identity DIR`` (QUIC, as a hidden node).
@@ -257,6 +258,56 @@ def trace_command(target: str, process: str, identity_dir: Path | None, count: i
         return 0
 
     _run(target, identity_dir, job, detail=False)
+
+
+@cli.command("tree")
+@click.argument("target")
+@_IDENTITY
+@click.option("--json", "as_json", is_flag=True, help="The trees as one JSON list.")
+def tree_command(target: str, identity_dir: Path | None, as_json: bool) -> None:
+    """TARGET's supervision trees: each supervisor's strategy and intensity,
+    each child's pid, label, restart type and restart count."""
+    from ..net.observe import CommandError
+    from .table import format_tree
+
+    async def job(client: Any) -> int:
+        try:
+            trees = await client.command("tree")
+        except CommandError as e:
+            click.echo(f"error ({e.kind}): {e.message}", err=True)
+            return 1
+        click.echo(json.dumps(trees) if as_json else format_tree(trees))
+        return 0
+
+    _run(target, identity_dir, job, detail=False)
+
+
+@cli.command("restart-child")
+@click.argument("target")
+@click.argument("supervisor")
+@click.argument("child")
+@_IDENTITY
+@_YES
+def restart_child_command(target: str, supervisor: str, child: str, identity_dir: Path | None,
+                          yes: bool) -> None:
+    """Restart CHILD (its id) of SUPERVISOR (a pid or name) on TARGET: stopped
+    first if it runs, then started again by its supervisor."""
+    _mutating(target, identity_dir, yes, f"restart {supervisor} {child}", "restart_child",
+              {"supervisor": supervisor, "child": child})
+
+
+@cli.command("terminate-child")
+@click.argument("target")
+@click.argument("supervisor")
+@click.argument("child")
+@_IDENTITY
+@_YES
+def terminate_child_command(target: str, supervisor: str, child: str,
+                            identity_dir: Path | None, yes: bool) -> None:
+    """Stop CHILD of SUPERVISOR on TARGET; it stays stopped until
+    restart-child. (To stop a whole subtree, kill its supervisor.)"""
+    _mutating(target, identity_dir, yes, f"terminate {supervisor} {child}", "terminate_child",
+              {"supervisor": supervisor, "child": child})
 
 
 @cli.command("send")

@@ -10,11 +10,13 @@ from typing import Any
 
 from ..net.observe.protocol import ProcessRow, Sample
 
-__all__ = ["format_event", "format_info", "format_table", "format_trace", "stamp"]
+__all__ = ["format_event", "format_info", "format_table", "format_trace", "format_tree",
+           "stamp"]
 
 _EVENT_KEYS = frozenset({"seq", "time", "kind", "pid", "label", "reason", "traceback", "crashed"})
 
-_INFO_SECTIONS = ("where", "messages", "state")
+_INFO_SECTIONS = ("where", "messages", "state", "labels")
+_PID_LISTS = ("links", "monitors", "monitored_by", "waited_by")
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -24,7 +26,11 @@ def format_info(info: dict[str, Any]) -> str:
     for key, value in info.items():
         if key in _INFO_SECTIONS:
             continue
-        if isinstance(value, list):
+        labels = info.get("labels") or {}
+        if key in _PID_LISTS and isinstance(value, list):
+            value = ", ".join(f"{p} ({labels[p]})" if p in labels else str(p)
+                              for p in value) or "-"
+        elif isinstance(value, list):
             value = ", ".join(map(str, value)) or "-"
         elif value is None:
             value = "-"
@@ -65,6 +71,33 @@ def format_event(e: dict[str, Any]) -> str:
     if isinstance(tb, str):
         line += "\n" + "\n".join("    " + t for t in tb.splitlines())
     return line
+
+
+def format_tree(trees: list[dict[str, Any]]) -> str:
+    """The supervision trees as ``rusm tree`` prints them: each supervisor
+    with its strategy and intensity, each child with its pid (``-`` while
+    stopped), restart type and restart count, nested supervisors indented."""
+    lines: list[str] = []
+
+    def supervisor(s: dict[str, Any]) -> str:
+        return (f"{s.get('strategy')}, at most {s.get('max_restarts')} restarts in "
+                f"{s.get('max_seconds'):g} s")
+
+    def children(s: dict[str, Any], prefix: str) -> None:
+        kids = s.get("children") or []
+        for n, c in enumerate(kids):
+            last = n == len(kids) - 1
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{c.get('id')}  "
+                         f"{c.get('pid') or '- (stopped)'}  {c.get('restart')}  "
+                         f"restarts {c.get('restarts')}"
+                         + (f"  [supervisor: {supervisor(c)}]" if c.get("supervisor") else ""))
+            if c.get("children") is not None:
+                children(c, prefix + ("    " if last else "│   "))
+
+    for s in trees:
+        lines.append(f"{s.get('label') or '-'} {s.get('pid')}  [supervisor: {supervisor(s)}]")
+        children(s, "")
+    return "\n".join(lines) or "(no supervisors)"
 
 
 def format_trace(e: dict[str, Any]) -> str:

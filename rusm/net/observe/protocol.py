@@ -55,10 +55,12 @@ def _pid_order(pid: str) -> tuple[str, int, str]:
 
 
 COMMANDS = ("subscribe", "detail", "send", "spawn", "kill", "exit", "info", "nodes", "names",
-            "reload", "purge", "log", "trace", "trace_read", "untrace")
+            "reload", "purge", "log", "trace", "trace_read", "untrace", "tree", "restart_child",
+            "terminate_child")
 """Commands a client may send (see docs/PROTOCOL.md for their arguments)."""
 
-MUTATING = frozenset({"send", "spawn", "kill", "exit", "reload", "purge"})
+MUTATING = frozenset({"send", "spawn", "kill", "exit", "reload", "purge", "restart_child",
+                      "terminate_child"})
 """Commands that change the node: UIs ask before them and audit them."""
 
 MAX_LIMIT = 1000

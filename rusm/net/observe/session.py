@@ -28,6 +28,7 @@ from rusm.actors.messages import KILL
 from rusm.actors.meter import BlockedStep
 from rusm.actors.pid import Pid
 from rusm.actors.runtime import Runtime
+from rusm.actors.supervisor import SupervisorState, supervision_tree
 from rusm.actors.trace import Trace
 
 from ..errors import RemoteError
@@ -197,9 +198,10 @@ class Observatory:
             raise CommandError(
                 "bad_request", f"{pid} is a process of node {pid.node}; attach to that node"
             )
-        if self.rt.process_info(pid) is None:
+        info = self.rt.process_info(pid)
+        if info is None:
             raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
-        return pid
+        return info.pid  # as the runtime knows it (with its creation)
 
     def _named(self, text: Any) -> Pid:
         """A live local process by pid or by its (local or global) name."""
@@ -284,6 +286,8 @@ class Observatory:
         if found is None:  # pragma: no cover - exited between the two lookups
             raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
         info = found.info
+        waited_by = sorted({*found.waited_by, *(
+            c for c, callee in self.cluster_calls.items() if callee == info.pid)})
         return {
             "pid": str(info.pid),
             "label": info.label,
@@ -303,13 +307,25 @@ class Observatory:
             "where": [{"function": f.function, "file": f.file, "line": f.line}
                       for f in found.where],
             "waiting_on": found.wait.text,
-            "waited_by": [str(p) for p in sorted({*found.waited_by, *(
-                c for c, callee in self.cluster_calls.items() if callee == info.pid)})],
+            "waited_by": [str(p) for p in waited_by],
             "deadlock": found.deadlocked or info.pid in self.deadlocked(),
             "messages": found.messages,
             "memory_bytes": found.memory_bytes,
             "cpu_s": info.cpu_s,
+            "labels": self._labels([*info.links, *info.monitors, *info.monitored_by,
+                                    *waited_by]),
         }
+
+    def _labels(self, pids: list[Any]) -> dict[str, str]:
+        """The labels of those of ``pids`` that are live local processes
+        with one: what link and monitor lists show next to a pid."""
+        out: dict[str, str] = {}
+        for pid in pids:
+            if isinstance(pid, Pid) and pid.node == self.node.name:
+                other = self.rt.process_info(pid)
+                if other is not None and other.label:
+                    out[str(pid)] = other.label
+        return out
 
     async def _cmd_reload(
         self, session: Session, module: Any, all_nodes: Any = False,
@@ -418,6 +434,35 @@ class Observatory:
         if found is None:
             raise CommandError("bad_request", f"no trace {trace!r} in this session")
         found.stop()
+
+    def _cmd_tree(self, session: Session) -> list[dict[str, Any]]:
+        """The supervision trees (rusm.actors.supervisor.supervision_tree),
+        pids as text."""
+        trees: list[dict[str, Any]] = _texts(supervision_tree(self.rt))
+        return trees
+
+    async def _cmd_restart_child(self, session: Session, supervisor: Any, child: Any) -> str:
+        return await self._child(supervisor, child, "restart_child")
+
+    async def _cmd_terminate_child(self, session: Session, supervisor: Any, child: Any) -> str:
+        return await self._child(supervisor, child, "terminate_child")
+
+    async def _child(self, supervisor: Any, child: Any, op: str) -> str:
+        sup = self._named(supervisor)
+        if not isinstance(child, str) or not child:
+            raise CommandError("bad_request", f"{op}: the child is its id (text)")
+        if sup not in self.rt.published(SupervisorState):
+            raise CommandError("bad_request", f"{op}: {sup} is not a supervisor")
+        try:
+            answer = await self.rt.call(sup, (op, child), timeout=10.0)
+        except (RusmError, TimeoutError) as e:
+            raise CommandError("no_such_process", f"{op}: {sup} did not answer: {e}") from e
+        if answer != "ok":
+            message = answer[1] if isinstance(answer, tuple) and len(answer) == 2 else answer
+            raise CommandError("bad_request", f"{op}: {message}")
+        log.info("observe: %s %s of %s from an observer", op, child, sup)
+        done = "restarted" if op == "restart_child" else "terminated"
+        return f"{done} {child} of {sup}"
 
     def _cmd_names(self, session: Session) -> dict[str, list[str]]:
         return {
@@ -573,6 +618,17 @@ def _server_code(rt: Runtime, pid: Pid) -> dict[str, Any]:
         return {}
     cls = server.callbacks
     return {"code": f"{cls.__module__}.{cls.__qualname__} vsn {server.vsn!r}"}
+
+
+def _texts(value: Any) -> Any:
+    """``value`` with every pid as its text, for the wire."""
+    if isinstance(value, Pid):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _texts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_texts(v) for v in value]
+    return value
 
 
 def _blocked_text(step: BlockedStep) -> str:
