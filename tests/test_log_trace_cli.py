@@ -107,7 +107,7 @@ def test_trace_prints_messages_in_and_out_and_stops_by_itself(
     assert text.returncode == 0 and text.stdout.count("\n") == 2
     assert " in  <- <london." in text.stdout and "stopped (count): 2 messages" in text.stderr
 
-    quiet = rusm(home, "trace", "london", "ledger", "--seconds", "0.3")
+    quiet = rusm(home, "trace", "london", "ledger", "--seconds", "0.2")
     assert quiet.returncode == 0 and quiet.stdout == ""
     assert "stopped (time): 0 messages" in quiet.stderr
 
@@ -115,11 +115,10 @@ def test_trace_prints_messages_in_and_out_and_stops_by_itself(
                            "--json", "--identity", str(certs.ops))))
     assert len(remote) == 2 and {e["direction"] for e in remote} <= {"in", "out"}
 
-    for key in ("cpu", "memory"):  # docs/OPERATIONS.md: who burns the CPU, the memory
-        rows = json.loads(ok(rusm(home, "ps", "london", "--sort", key, "--json",
-                                  "--interval", "0.2")))["rows"]
-        figures = [r["cpu_s" if key == "cpu" else key] for r in rows]
-        assert figures == sorted(figures, reverse=True) and rows[0][key] >= 0
+    rows = json.loads(ok(rusm(home, "ps", "london", "--sort", "cpu", "--json",
+                              "--interval", "0.1")))["rows"]  # docs/OPERATIONS.md
+    busy = [r["cpu_s"] for r in rows]
+    assert busy == sorted(busy, reverse=True) and all(r["memory"] > 0 for r in rows)
 
     missing = rusm(home, "trace", "london", "nobody")
     assert missing.returncode == 1 and "nobody" in missing.stderr

@@ -168,11 +168,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Certs:
+    # The files `rusm cert ca` and `rusm cert issue` write (test_cli_cert runs
+    # those commands), made in-process: every module of node tests needs them.
     d = tmp_path_factory.mktemp("certs")
     certs = Certs(d / "ca", d / "london", d / "tokyo", d / "ops", d / "stranger")
-    ok(rusm(home, "cert", "ca", str(certs.ca)))
+    ca = ClusterCa.generate()
+    ca.save(certs.ca)
     for name in ("london", "tokyo", "ops"):
-        ok(rusm(home, "cert", "issue", name, "--ca", str(certs.ca), "--out", str(d / name)))
+        ca.issue(name).save(d / name)
     ClusterCa.generate().issue("ops").save(certs.stranger)
     return certs
 

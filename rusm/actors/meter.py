@@ -26,7 +26,7 @@ import asyncio
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
@@ -84,7 +84,8 @@ class Meter:
         self._main_code = main_code
         self._lags: deque[tuple[float, float]] = deque(maxlen=int(LAG_WINDOW / tick) + 1)
         self._due = 0.0
-        self._suspect: tuple[Pid, str | None, Frame | None] | None = None
+        self._suspects: Counter[tuple[Pid, str | None, Frame]] = Counter()
+        """What the sampler saw running while the loop was held, how often."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
@@ -124,12 +125,13 @@ class Meter:
         lag = max(0.0, now - self._due)
         self._lags.append((now, lag))
         if lag > self.threshold:
-            suspect, self._suspect = self._suspect, None
-            pid, label, where = suspect if suspect is not None else (None, None, None)
+            # The frame seen most often while it held the loop is where it spun
+            # (not where the step ended, say making the next receive's future).
+            seen = self._suspects.most_common(1)
+            pid, label, where = seen[0][0] if seen else (None, None, None)
             self.blocked.append(BlockedStep(time.time(), round(lag * 1000, 1), pid, label, where))
             self.blocked_total += 1
-        else:
-            self._suspect = None
+        self._suspects = Counter()
         self._due = now + self.tick
         if self._loop is not None and self._thread is not None:
             self._timer = self._loop.call_later(self.tick, self._on_tick)
@@ -176,8 +178,8 @@ class Meter:
         proc._ticks += 1
         if time.perf_counter() - self._due > self.threshold / 2:  # the loop is held now
             code = innermost.f_code
-            self._suspect = (proc.pid, proc.label,
-                             Frame(code.co_qualname, code.co_filename, innermost.f_lineno or 0))
+            self._suspects[(proc.pid, proc.label, Frame(code.co_qualname, code.co_filename,
+                                                        innermost.f_lineno or 0))] += 1
 
     def busy_s(self, ticks: int) -> float:
         """Seconds of busy time that ``ticks`` samples stand for."""
