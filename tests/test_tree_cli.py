@@ -70,4 +70,15 @@ def test_the_tree_its_children_and_restarting_terminating_and_killing_them(
     assert child(remote, "pool")["pid"] == renewed["pid"]
     audit = (home / "audit.log").read_text()
     assert "terminate " in audit and "restart " in audit
+
+    # rusm attach speaks the same words: tree, restart, terminate, log, trace.
+    script = "tree\nrestart services flaky\nterminate services nope\nlog restart\ntrace pinger 2\n"
+    result = rusm(home, "attach", "london", input=script)
+    assert result.returncode == 1, result.stderr  # terminate of nope failed
+    out = result.stdout
+    assert "└── pool" in out and "ok: restarted flaky of <london." in out
+    assert "error (bad_request): terminate_child: no child 'nope'" in out
+    assert "restarted by an operator" in out and "child=flaky" in out
+    assert "tracing <london." in out and "trace of <london." in out and "stopped (count)" in out
+    assert out.count(" <- <london.") + out.count(" -> echo") == 2
     assert london.stop() == 0

@@ -19,7 +19,7 @@ from ..net.observe import CommandError, FeedStatus
 from ..net.observe.protocol import MUTATING
 from ..tui import commands as lang
 from ..tui.audit import AuditLog, default_audit_path
-from .table import format_event, format_info, format_table, format_trace
+from .table import format_event, format_info, format_table, format_trace, format_tree
 
 HELP = """\
 ps                      the process table (top rows by the sort key)
@@ -32,6 +32,9 @@ reload MODULE [--all-nodes]  hot-reload MODULE (GenServers take the new code)
 purge MODULE            kill the processes still running MODULE's old code
 log [KIND]              the node's last events (exit, restart, nodeup, nodedown...)
 trace PID|NAME [COUNT] [SECONDS]  its messages in and out, live (default 100 or 10 s)
+tree                    the supervision trees: children, restart types and counts
+restart SUP CHILD       stop and start a child of a supervisor (kill SUP: the subtree)
+terminate SUP CHILD     stop a child of a supervisor; it stays stopped
 nodes                   the nodes this node is connected to
 sort KEY | filter [TEXT] | limit N | interval SECONDS   change what ps shows
 help | quit"""
@@ -80,6 +83,12 @@ def parse(line: str) -> tuple[str, dict[str, Any]]:
                 return "log", {} if kind is None else {"kinds": [kind]}
             case lang.Trace(pid, count, seconds):
                 return "trace", {"pid": pid, "count": count, "seconds": seconds}
+            case lang.Tree():
+                return "tree", {}
+            case lang.RestartChild(sup, child):
+                return "restart_child", {"supervisor": sup, "child": child}
+            case lang.TerminateChild(sup, child):
+                return "terminate_child", {"supervisor": sup, "child": child}
             case lang.Node(name):
                 raise lang.CommandLineError(f"to watch {name}, run: rusm attach {name}")
             case _:
@@ -282,6 +291,8 @@ class Repl:
 def _show(cmd: str, value: Any) -> str:
     if cmd == "info" and isinstance(value, dict):
         return format_info(value)
+    if cmd == "tree" and isinstance(value, list):
+        return format_tree(value)
     if cmd == "log" and isinstance(value, dict):
         return "\n".join(map(format_event, value["events"])) or "(no events)"
     if cmd == "nodes":
