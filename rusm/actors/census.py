@@ -16,7 +16,7 @@ from .info import ProcessInfo
 from .process import Process
 from .runtime import Runtime
 
-__all__ = ["TOP_KEYS", "Mailboxes", "mailbox_depths", "top", "total_mailbox"]
+__all__ = ["FIELDS", "Mailboxes", "mailbox_depths", "top", "total_mailbox"]
 
 
 def _mailbox(p: Process) -> int:
@@ -28,19 +28,21 @@ def _monitors(p: Process) -> int:
     return len(p._monitors or ()) + len(p._monitored_by or ())
 
 
-TOP_KEYS: dict[str, tuple[Callable[[Process], Any], bool]] = {
-    "mailbox": (_mailbox, True),
-    "received": (lambda p: p._received, True),
-    "sent": (lambda p: p._sent, True),
-    "links": (lambda p: len(p._links or ()), True),
-    "monitors": (_monitors, True),
-    "pid": (lambda p: p.pid.serial, False),
-    "label": (lambda p: (p.label or "", p.pid.serial), False),
-    "age": (lambda p: p.spawned_at, False),
-    "cpu": (lambda p: p._ticks, True),
-    "memory": (lambda p: memory_estimate(p, p._mailbox, ROW_MEASURED), True),
+FIELDS: dict[str, Callable[[Process], Any]] = {
+    "mailbox": _mailbox,
+    "received": lambda p: p._received,
+    "sent": lambda p: p._sent,
+    "links": lambda p: len(p._links or ()),
+    "monitors": _monitors,
+    "pid": lambda p: -p.pid.serial,
+    "age": lambda p: -p.spawned_at,
+    "cpu_s": lambda p: p._ticks,
+    "memory": lambda p: memory_estimate(p, p._mailbox, ROW_MEASURED),
 }
-"""Sort key -> (key function, largest first)."""
+"""A process row's field (rusm.net.observe.protocol.ProcessRow) read
+straight from a process, cheaply, oriented so that larger comes first in the
+field's sort order (the lowest pid, the oldest): what :func:`top`'s heap
+orders by. Fields a heap cannot order as the rows would (text) are not here."""
 
 
 def total_mailbox(rt: Runtime) -> int:
@@ -107,29 +109,23 @@ def mailbox_depths(rt: Runtime, serials: list[int]) -> list[int]:
     return out
 
 
-def _matches(p: Process, needle: str) -> bool:
-    if p.label and needle in p.label.lower():
-        return True
-    if needle in str(p.pid).lower():
-        return True
-    return any(needle in n.lower() for n in p._names or ())
+Match = Callable[[str, str | None, tuple[str, ...]], bool]
+"""(pid text, label, names) -> whether a process is shown: the observer's
+row filter, given by the caller (rusm.net.observe.protocol.contains)."""
 
 
 def top(
-    rt: Runtime, n: int, key: str = "mailbox", filter: str = ""
+    rt: Runtime, n: int, field: str = "mailbox", match: Match | None = None
 ) -> tuple[list[ProcessInfo], int]:
-    """The first ``n`` processes by ``key`` (see TOP_KEYS) among those whose
-    pid, label or a name contains ``filter`` (case-insensitive), and how many
-    matched. Ties keep pid order."""
-    fn, largest = TOP_KEYS[key]
+    """The first ``n`` processes by row ``field`` (see FIELDS) among those
+    ``match`` accepts, and how many it accepted. Ties keep pid order."""
+    fn = FIELDS[field]
     procs: Any = rt._procs.values()
-    if filter:
-        needle = filter.lower()
-        procs = [p for p in procs if _matches(p, needle)]
+    if match is not None:
+        procs = [p for p in procs if match(str(p.pid), p.label, tuple(p._names or ()))]
         matched = len(procs)
     else:
         matched = len(rt._procs)
-    pick = heapq.nlargest if largest else heapq.nsmallest
-    chosen = pick(n, procs, key=fn) if n > 0 else []
+    chosen = heapq.nlargest(n, procs, key=fn) if n > 0 else []
     return [rt._info(p) for p in chosen], matched
 

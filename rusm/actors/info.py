@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from .pid import Pid
 
@@ -37,10 +37,17 @@ class ProcessInfo:
     old_code: bool = False
     """Its code was replaced by a reload; it runs the old one (``purge`` kills it)."""
     cpu_s: float = 0.0
-    memory_bytes: int = 0
-    """A cheap estimate of its record and mailbox (rusm.actors.diagnose.memory_estimate)."""
     """Busy time: seconds its steps held the event loop, sampled at 100 Hz
     while the runtime's meter runs (``Runtime.meter``); 0 when it does not."""
+    memory_bytes: int = 0
+    """A cheap estimate of its record and mailbox (rusm.actors.diagnose.memory_estimate)."""
+
+    def facts(self) -> dict[str, Any]:
+        """Its fields as one map, in order (tuples as lists, pids as pids):
+        the one wire form of a process's facts, which the control RPC
+        ``process_info`` and the observe command ``info`` both send."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -603,22 +603,7 @@ class ClusterNode:
 
     def _rpc_process_info(self, pid: Pid) -> dict[str, Any] | None:
         info = self.runtime.process_info(pid)
-        if info is None:
-            return None
-        return {
-            "pid": info.pid,
-            "label": info.label,
-            "names": list(info.names),
-            "mailbox_depth": info.mailbox_depth,
-            "links": list(info.links),
-            "monitors": list(info.monitors),
-            "monitored_by": list(info.monitored_by),
-            "status": info.status,
-            "trap_exits": info.trap_exits,
-            "received": info.received,
-            "sent": info.sent,
-            "spawned_at": info.spawned_at,
-        }
+        return None if info is None else info.facts()
 
 
 _RPC: dict[str, Callable[..., Any]] = {

@@ -28,6 +28,7 @@ __all__ = [
     "MUTATING",
     "OBSERVE_VERSION",
     "SORTS",
+    "SORT_FIELDS",
     "SORT_KEYS",
     "CommandError",
     "Feed",
@@ -37,6 +38,7 @@ __all__ = [
     "Sample",
     "Subscription",
     "Totals",
+    "contains",
     "decode",
     "encode",
     "matches",
@@ -192,32 +194,45 @@ def _text(value: str | None) -> tuple[bool, str]:
     return (not value, (value or "").lower())
 
 
-def _largest(value: float) -> float:
-    return -value
-
-
-SORTS: dict[str, Callable[[ProcessRow], Any]] = {
-    "mailbox": lambda r: _largest(r.mailbox),
-    "received": lambda r: _largest(r.received),
-    "sent": lambda r: _largest(r.sent),
-    "links": lambda r: _largest(r.links),
-    "monitors": lambda r: _largest(r.monitors),
-    "pid": lambda r: _pid_order(r.pid),
-    "label": lambda r: _text(r.label),
-    "status": lambda r: _text(r.status),
-    "names": lambda r: _text(", ".join(r.names)),
-    "age": lambda r: _largest(r.age),
-    "cpu": lambda r: _largest(r.cpu_s),
-    "memory": lambda r: _largest(r.memory),
+SORT_FIELDS: dict[str, str] = {
+    "mailbox": "mailbox", "received": "received", "sent": "sent", "links": "links",
+    "monitors": "monitors", "pid": "pid", "label": "label", "status": "status",
+    "names": "names", "age": "age", "cpu": "cpu_s", "memory": "memory",
 }
-"""Sort key -> the value it orders rows by, in their natural order: numbers
-largest first (``cpu``: busy time since spawn, as top's TIME+), ``age``
-oldest first, text (pid, label, status, names) A to Z with empty text
-last. The node, replays and the UIs all use this one table."""
-SORT_KEYS = tuple(SORTS)
+"""Sort key -> the :class:`ProcessRow` field it orders by. The one table of
+sort keys: the node, replays and the UIs all use it (the node's heap reads
+the same fields from its processes, rusm.actors.census.FIELDS)."""
+SORT_KEYS = tuple(SORT_FIELDS)
 """Sort keys of a subscription, in the order ``s`` cycles through them."""
 ASCENDING = frozenset({"pid", "label", "status", "names"})
-"""Sort keys whose natural order is A to Z (the others: largest first)."""
+"""Sort keys whose natural order is A to Z (the others, numbers: largest
+first; ``age`` oldest first, ``cpu`` most busy time since spawn, as top's
+TIME+). Text sorts case-insensitively with empty text last."""
+
+
+def _order(key: str) -> Callable[[ProcessRow], Any]:
+    field = SORT_FIELDS[key]
+    if key == "pid":
+        return lambda r: _pid_order(r.pid)
+    if key == "names":
+        return lambda r: _text(", ".join(r.names))
+    if key in ASCENDING:
+        return lambda r: _text(getattr(r, field))
+    return lambda r: -getattr(r, field)
+
+
+SORTS: dict[str, Callable[[ProcessRow], Any]] = {key: _order(key) for key in SORT_FIELDS}
+"""Sort key -> the value it orders rows by, in the key's natural order."""
+
+
+def contains(needle: str, pid: str, label: str | None, names: Iterable[str]) -> bool:
+    """Whether ``needle`` (lower case) is in a process's pid, label or a name,
+    case-insensitively: the one row filter (the node's heap uses it too)."""
+    return (
+        needle in pid.lower()
+        or (label is not None and needle in label.lower())
+        or any(needle in name.lower() for name in names)
+    )
 
 
 def matches(row: ProcessRow, filter: str) -> bool:
@@ -227,12 +242,7 @@ def matches(row: ProcessRow, filter: str) -> bool:
     needle = (filter[1:] if negate else filter).lower()
     if not needle:
         return True
-    found = (
-        needle in row.pid.lower()
-        or (row.label is not None and needle in row.label.lower())
-        or any(needle in name.lower() for name in row.names)
-    )
-    return found != negate
+    return contains(needle, row.pid, row.label, row.names) != negate
 
 
 def select(

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from .protocol import (
     MAX_TRACE_COUNT,
     MAX_TRACE_SECONDS,
     MAX_TRACES,
+    SORT_FIELDS,
     TRACE_COUNT,
     TRACE_SECONDS,
     CommandError,
@@ -52,6 +54,7 @@ from .protocol import (
     Sample,
     Subscription,
     Totals,
+    contains,
     encode,
     select,
 )
@@ -66,10 +69,6 @@ HISTORY_STEP = 1.0
 """Seconds between history points."""
 TRACKED_MAX = 2000
 """Most processes whose mailbox history is kept (those samples showed lately)."""
-HEAP_KEYS = frozenset({"mailbox", "received", "sent", "links", "monitors", "pid", "age", "cpu",
-                       "memory"})
-"""Sort keys census.top orders as protocol.select does (numbers, pid, age):
-for these, unreversed and not negated, the node need not build every row."""
 NODE_LABEL_PREFIX = "rusm."
 """Labels reserved for the node's own processes (the global registry's keeper
 is ``rusm.global``): observers cannot kill them, as nothing would restart them."""
@@ -289,19 +288,7 @@ class Observatory:
         waited_by = sorted({*found.waited_by, *(
             c for c, callee in self.cluster_calls.items() if callee == info.pid)})
         return {
-            "pid": str(info.pid),
-            "label": info.label,
-            "names": list(info.names),
-            "mailbox_depth": info.mailbox_depth,
-            "links": [str(p) for p in info.links],
-            "monitors": [str(p) for p in info.monitors],
-            "monitored_by": [str(p) for p in info.monitored_by],
-            "status": info.status,
-            "trap_exits": info.trap_exits,
-            "received": info.received,
-            "sent": info.sent,
-            "spawned_at": info.spawned_at,
-            "old_code": info.old_code,
+            **_texts(info.facts()),
             **_server_code(self.rt, info.pid),
             "state": found.state,
             "where": [{"function": f.function, "file": f.file, "line": f.line}
@@ -310,8 +297,7 @@ class Observatory:
             "waited_by": [str(p) for p in waited_by],
             "deadlock": found.deadlocked or info.pid in self.deadlocked(),
             "messages": found.messages,
-            "memory_bytes": found.memory_bytes,
-            "cpu_s": info.cpu_s,
+            "memory_bytes": found.memory_bytes,  # measured closer than the row's
             "labels": self._labels([*info.links, *info.monitors, *info.monitored_by,
                                     *waited_by]),
         }
@@ -538,13 +524,17 @@ class Session:
         matched = stats.processes
         if sub.detail:
             limit = sub.limit if max_rows is None else min(sub.limit, max_rows)
-            if sub.sort in HEAP_KEYS and not sub.reverse and not sub.filter.startswith("!"):
+            field = SORT_FIELDS[sub.sort]
+            if field in census.FIELDS and not sub.reverse and not sub.filter.startswith("!"):
                 # census's heap picks the same rows as select() would, and
                 # builds a record only for them (100k processes at 2 Hz).
                 if sub.sort == "mailbox" and not sub.filter:  # what changed, not every process
                     infos, matched = obs.mailboxes.top(sub.offset + limit), stats.processes
                 else:
-                    infos, matched = census.top(rt, sub.offset + limit, sub.sort, sub.filter)
+                    needle = sub.filter.lower()
+                    infos, matched = census.top(
+                        rt, sub.offset + limit, field,
+                        partial(contains, needle) if needle else None)
                 infos = infos[sub.offset:]
             else:
                 # Every row, then the protocol's one selection: filter, sort,
