@@ -52,6 +52,12 @@ def test_info_shows_a_deadlock_a_backlog_and_a_state_locally_and_remotely(
     assert "deadlock: YES" in text and "waiting_on: call <london." in text
     assert "stuck.py:" in text
 
+    table = ok(rusm(home, "ps", "london", "--interval", "0.2")).splitlines()
+    assert "DEADLOCK: 2 processes in a cycle of calls" in table[0] and "loop lag " in table[0]
+    assert table[1].split()[-4:] == ["CPU%", "MEM", "WAITS", "ON"]
+    row = next(line for line in table if line.startswith(a["pid"] + " "))
+    assert f"call {b_pid} " in row  # WAITS ON, as info says it
+
     remote = info(home, f"london@{london.cluster}", "deadlock_a", "--identity", str(certs.ops))
     assert remote["pid"] == a["pid"] and remote["deadlock"] and remote["waited_by"] == [b_pid]
 

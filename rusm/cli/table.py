@@ -110,7 +110,15 @@ def format_trace(e: dict[str, Any]) -> str:
 def _row(r: ProcessRow) -> str:
     names = ",".join(r.names)
     return (f"{r.pid:<16} {(r.label or '')[:20]:<20} {names[:16]:<16} {r.mailbox:>7} "
-            f"{r.links:>5} {r.monitors:>4} {r.status:<8} {r.received:>9} {r.sent:>9}")
+            f"{r.links:>5} {r.monitors:>4} {r.status:<8} {r.received:>9} {r.sent:>9} "
+            f"{r.cpu:>5.1f} {_bytes(r.memory):>6}  {r.waiting}").rstrip()
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
 
 
 def format_table(s: Sample) -> str:
@@ -120,13 +128,17 @@ def format_table(s: Sample) -> str:
         f"node {s.node}  up {s.uptime:.0f}s  processes {s.processes}  "
         f"in {t.msgs_in_per_s:.0f}/s  out {t.msgs_out_per_s:.0f}/s  "
         f"dead letters {t.dead_letters_per_s:.0f}/s ({t.dead_letters})  mailbox {t.mailbox}  "
-        f"nodes {', '.join(s.nodes) or '-'}"
+        f"nodes {', '.join(s.nodes) or '-'}  loop lag {t.loop_lag_ms:.0f} ms  "
+        f"blocked steps {t.blocked_steps}"
+        + (f" (last {t.last_blocked})" if t.last_blocked else "")
+        + (f"  DEADLOCK: {t.deadlocked} processes in a cycle of calls" if t.deadlocked else "")
     ]
     if not s.detail:
         lines.append("(detail off: detail on shows the process table)")
         return "\n".join(lines)
     lines.append(f"{'PID':<16} {'LABEL':<20} {'NAMES':<16} {'MAILBOX':>7} {'LINKS':>5} "
-                 f"{'MON':>4} {'STATUS':<8} {'RECEIVED':>9} {'SENT':>9}")
+                 f"{'MON':>4} {'STATUS':<8} {'RECEIVED':>9} {'SENT':>9} {'CPU%':>5} "
+                 f"{'MEM':>6}  WAITS ON")
     lines.extend(_row(r) for r in s.rows)
     if s.omitted:
         lines.append(f"... {s.omitted} more not shown (sorted by {s.sort})")
