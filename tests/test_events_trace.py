@@ -210,3 +210,48 @@ async def test_log_and_trace_commands_and_their_bad_arguments(site: Site) -> Non
     assert rt.tracing(e)
     await ws.close()
     await until(lambda: not rt.tracing(e), "the trace stopped with its observer")
+
+
+async def test_big_answers_come_in_pages_that_fit_a_remote_attach(site: Site) -> None:
+    """A remote (QUIC) attacher reads answers in one control frame (64 KiB):
+    a long log, a long trace and a big mailbox peek still come through."""
+    rt = site.rt
+    for i in range(25):  # crashes, with tracebacks
+        rt.send(rt.spawn(crasher), i)
+    await until(lambda: len(rt.events.since(0)) >= 25, "the crashes")
+    for i in range(400):  # and a long log of long reasons (a str reason is bounded too)
+        rt.events.record("exit", reason=f"{i} " + "x" * 10_000)
+    client = await site.attacher()
+    seen: list[dict[str, Any]] = []
+    since, pages = 0, 0
+    while True:
+        page = await client.command("log", since=since, limit=1000)
+        seen += page["events"]
+        since, pages = page["next"], pages + 1
+        if not page["more"]:
+            break
+    assert [e["seq"] for e in seen] == [e.seq for e in rt.events.since(0)] and pages > 1
+    assert sum("traceback" in e for e in seen) == 20  # the last 20 crashes keep theirs
+
+    box = rt.spawn(hoarder)
+    for i in range(1000):
+        rt.send(box, ("order", i, "y" * 400))
+    info = await client.command("info", pid=str(box), messages=1000)
+    assert 0 < len(info["messages"]) < 1000 and info["mailbox_depth"] == 1000
+    assert info["messages"][0].startswith("('order', 0, 'yyy")
+
+    e = rt.spawn(echo)
+    started = await client.command("trace", pid=str(e), count=400, seconds=30)
+    me = rt.spawn(hoarder)
+    for _ in range(200):
+        rt.send(e, (me, "z" * 500))
+    await until(lambda: depth(rt, me) == 200, "the echoes")
+    traced: list[dict[str, Any]] = []
+    while True:
+        page = await client.command("trace_read", trace=started["trace"], since=len(traced))
+        traced += page["events"]
+        if page["stopped"] is not None:
+            break
+    assert len(traced) == 400 and page["stopped"] == "count"
+    assert [t["direction"] for t in traced].count("out") == 200  # every echo, and its ask
+    assert all(len(t["term"]) <= 600 for t in traced)

@@ -20,7 +20,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnose import bounded_repr
+from .diagnose import REPR_CHARS, bounded_repr
 from .errors import ProcessExit
 from .pid import Pid
 
@@ -30,6 +30,9 @@ SIZE = 1000
 """Events kept."""
 CRASHES = 20
 """Crashes whose tracebacks are kept."""
+TRACEBACK_CHARS = 8000
+"""The most characters of a traceback kept (its start and its end, where
+the exception is)."""
 KINDS = ("exit", "restart", "max_restarts", "nodeup", "nodedown", "name_conflict")
 """What an event can be: a process exited; a supervisor restarted a child;
 a supervisor's restart intensity was exceeded (it shuts down); a node joined
@@ -67,7 +70,7 @@ class Event:
 def reason_text(reason: Any) -> str | None:
     """An exit reason as the log shows it: atoms as they are, anything else a
     bounded repr (an exception as ``Type('message')``)."""
-    if reason is None or isinstance(reason, str):
+    if reason is None or (isinstance(reason, str) and len(reason) <= REPR_CHARS):
         return reason
     return bounded_repr(reason)
 
@@ -95,7 +98,13 @@ class EventLog:
         crashed = isinstance(reason, BaseException) and not isinstance(reason, ProcessExit)
         event = self.record("exit", pid, label, reason, crashed=crashed)
         if crashed:
-            self.tracebacks[event.seq] = "".join(traceback.format_exception(reason)).rstrip()
+            text = "".join(traceback.format_exception(reason)).rstrip()
+            if len(text) > TRACEBACK_CHARS:
+                head = TRACEBACK_CHARS // 4
+                cut = len(text) - TRACEBACK_CHARS
+                text = (f"{text[:head]}\n  ... ({cut} characters left out) ...\n"
+                        f"{text[head - TRACEBACK_CHARS:]}")
+            self.tracebacks[event.seq] = text
             while len(self.tracebacks) > self.crashes:
                 self.tracebacks.popitem(last=False)
 

@@ -64,6 +64,9 @@ class Trace:
         self.count = count
         self.seconds = seconds
         self.events: list[TraceEvent] = []
+        """The events not yet read (those before ``base`` were: let go)."""
+        self.base = 0
+        """The index of ``events[0]`` among all the trace's events."""
         self.stopped: str | None = None
         """Why it stopped (``count``, ``time``, ``idle``, ``exit``,
         ``replaced``, ``stopped``), or None while it runs."""
@@ -81,15 +84,25 @@ class Trace:
         if self.stopped is not None:
             return
         self.events.append(TraceEvent(time.time(), direction, _peer(peer), bounded_repr(msg)))
-        if len(self.events) >= self.count:
+        if self.seen >= self.count:
             self.stop("count")
+
+    @property
+    def seen(self) -> int:
+        """Messages traced so far."""
+        return self.base + len(self.events)
 
     # -- for its reader ------------------------------------------------------
 
     def read(self, since: int = 0) -> list[TraceEvent]:
-        """The events from index ``since`` on (the reader keeps its place)."""
+        """The events from index ``since`` on (the reader keeps its place);
+        asking from ``since`` lets the ones before it go (read already)."""
         self._read_at = self._loop.time()
-        return self.events[since:]
+        if since > self.base:
+            drop = min(since, self.seen) - self.base
+            del self.events[:drop]
+            self.base += drop
+        return self.events[max(0, since - self.base):]
 
     def stop(self, why: str = "stopped") -> None:
         """Stop tracing (idempotent): the process's message path is plain again."""

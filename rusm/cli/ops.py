@@ -216,6 +216,9 @@ def log_command(target: str, identity_dir: Path | None, follow: bool, as_json: b
             for event in answer["events"]:
                 click.echo(json.dumps(event, default=str) if as_json else format_event(event))
             since = answer["next"]
+            if answer.get("more"):  # the rest did not fit one answer: ask at once
+                args["limit"] = 1000
+                continue
             if not follow:
                 return 0
             args["limit"] = 1000

@@ -147,7 +147,8 @@ async def follow_trace(client: Any, trace: int, as_json: bool) -> tuple[int, str
         since = answer["next"]
         if answer["stopped"] is not None:
             return since, answer["stopped"]
-        await asyncio.sleep(TRACE_POLL)
+        if not answer.get("more"):  # more: the rest did not fit one answer, ask at once
+            await asyncio.sleep(TRACE_POLL)
 
 
 async def untrace(client: Any, trace: int) -> None:

@@ -83,6 +83,10 @@ MAX_TRACE_COUNT = 10_000
 MAX_TRACES = 8
 """The most traces one observer runs at once."""
 MAX_TRACE_SECONDS = 600.0
+ANSWER_BUDGET = 48 * 1024
+"""Bytes (encoded) the lists of one ``log``, ``trace_read`` or ``info`` answer
+may take: the answer fits one control frame (64 KiB) of a remote attach; what
+does not fit comes with the next ask (``more``) or is counted (``omitted``)."""
 MAX_LOG_LIMIT = 1000
 """The most events one ``log`` answer carries (the node keeps 1,000)."""
 

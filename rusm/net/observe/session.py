@@ -37,6 +37,7 @@ from ..node import ClusterNode
 from ..terms import UnsendableTerm
 from ..waits import cluster_calls
 from .protocol import (
+    ANSWER_BUDGET,
     COMMANDS,
     INFO_MESSAGES,
     LOG_LIMIT,
@@ -285,6 +286,10 @@ class Observatory:
         if found is None:  # pragma: no cover - exited between the two lookups
             raise CommandError("no_such_process", f"no process {pid} on {self.node.name}")
         info = found.info
+        # The first messages that fit one answer with the rest (a remote
+        # attach reads it in one control frame); mailbox_depth says how many.
+        shown = [{"m": m} for m in found.messages]
+        messages = [m["m"] for m in _fit(shown, ANSWER_BUDGET // 2)] if shown else []
         waited_by = sorted({*found.waited_by, *(
             c for c, callee in self.cluster_calls.items() if callee == info.pid)})
         return {
@@ -296,7 +301,7 @@ class Observatory:
             "waiting_on": found.wait.text,
             "waited_by": [str(p) for p in waited_by],
             "deadlock": found.deadlocked or info.pid in self.deadlocked(),
-            "messages": found.messages,
+            "messages": messages,
             "memory_bytes": found.memory_bytes,  # measured closer than the row's
             "labels": self._labels([*info.links, *info.monitors, *info.monitored_by,
                                     *waited_by]),
@@ -376,7 +381,11 @@ class Observatory:
         found = events.since(since, MAX_LOG_LIMIT)
         if kinds is not None:
             found = [e for e in found if e.kind in kinds]
-        return {"events": events.wire(found[-limit:]), "next": events.seq}
+        asked = found[-limit:]
+        wire = _fit(events.wire(asked))
+        # What did not fit comes with the next ask, from the last one sent.
+        more = len(wire) < len(asked)
+        return {"events": wire, "next": wire[-1]["seq"] if more else events.seq, "more": more}
 
     def _cmd_trace(self, session: Session, pid: Any, count: Any = TRACE_COUNT,
                    seconds: Any = TRACE_SECONDS) -> dict[str, Any]:
@@ -411,9 +420,10 @@ class Observatory:
             raise CommandError("bad_request", f"no trace {trace!r} in this session")
         if type(since) is not int or since < 0:
             raise CommandError("bad_request", "trace_read: since is an event index")
-        events = found.read(since)
-        return {"events": [e.to_wire(found.pid) for e in events], "next": since + len(events),
-                "stopped": found.stopped}
+        events = _fit([e.to_wire(found.pid) for e in found.read(since)])
+        more = since + len(events) < found.seen
+        return {"events": events, "next": since + len(events), "more": more,
+                "stopped": None if more else found.stopped}
 
     def _cmd_untrace(self, session: Session, trace: Any) -> None:
         found = session.traces.pop(trace, None) if type(trace) is int else None
@@ -608,6 +618,17 @@ def _server_code(rt: Runtime, pid: Pid) -> dict[str, Any]:
         return {}
     cls = server.callbacks
     return {"code": f"{cls.__module__}.{cls.__qualname__} vsn {server.vsn!r}"}
+
+
+def _fit(items: list[dict[str, Any]], budget: int = ANSWER_BUDGET) -> list[dict[str, Any]]:
+    """The first of ``items`` whose encoded size fits ``budget`` (at least
+    one: no single item is near the frame limit)."""
+    used = 0
+    for n, item in enumerate(items):
+        used += len(encode(item))
+        if used > budget and n:
+            return items[:n]
+    return items
 
 
 def _texts(value: Any) -> Any:
