@@ -28,6 +28,7 @@ from rusm.tui.screens.confirm import ConfirmKill
 from rusm.tui.screens.log import LogScreen
 from rusm.tui.screens.process import ProcessScreen
 from rusm.tui.screens.trace import TraceScreen
+from rusm.tui.screens.tree import TreeScreen
 
 from .tui_helpers import (
     LONDON,
@@ -38,6 +39,7 @@ from .tui_helpers import (
     drained,
     info_of,
     node_events,
+    supervision_trees,
     trace_events,
     until,
 )
@@ -234,6 +236,20 @@ def test_trace_view(snap_compare: SnapCompare, tmp_path: Path) -> None:
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TraceScreen)
                     and app.screen.stopped is not None)
+        await pilot.pause()
+
+    assert snap_compare(app_for(feed, tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_tree_view(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    # Fixed trees: nested supervisors, a restarted child, a stopped one.
+    feed = recorded(tree=supervision_trees())
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await drained(pilot, feed)
+        await pilot.press("T")
+        await until(pilot, lambda: isinstance(pilot.app.screen, TreeScreen)
+                    and pilot.app.screen.loads > 0)
         await pilot.pause()
 
     assert snap_compare(app_for(feed, tmp_path), terminal_size=SIZE, run_before=run_before)

@@ -311,3 +311,29 @@ class NodeTrace:
 
     def answers(self) -> dict[str, Answer]:
         return {"trace": self.start, "trace_read": self.read, "untrace": lambda trace: None}
+
+
+# -- the node's supervision trees, as its ``tree`` command answers them ----------------
+
+
+def supervision_trees() -> list[dict[str, Any]]:
+    """Two root supervisors: demo_sup with a worker and a pool (a supervisor
+    with one restarted worker and one stopped), and an empty one."""
+    pool = [
+        {"id": "w1", "pid": "<london.8>", "label": "worker", "restart": "transient",
+         "restarts": 2, "supervisor": False},
+        {"id": "w2", "pid": None, "label": "w2", "restart": "temporary", "restarts": 0,
+         "supervisor": False},
+    ]
+    return [
+        {"pid": "<london.1>", "label": "demo_sup", "strategy": "one_for_one",
+         "max_restarts": 3, "max_seconds": 5.0, "children": [
+             {"id": "producer", "pid": "<london.2>", "label": "producer",
+              "restart": "permanent", "restarts": 0, "supervisor": False},
+             {"id": "pool", "pid": "<london.7>", "label": "pool", "restart": "permanent",
+              "restarts": 1, "supervisor": True, "strategy": "rest_for_one",
+              "max_restarts": 10, "max_seconds": 60.0, "children": pool},
+         ]},
+        {"pid": "<london.20>", "label": None, "strategy": "one_for_all", "max_restarts": 1,
+         "max_seconds": 0.5, "children": []},
+    ]

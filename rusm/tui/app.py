@@ -9,7 +9,9 @@ screen; their failures are shown as one line, never raised.
 The log and trace views (``L``, ``:log``; ``:trace``, ``t`` in the process
 view) ask the node through :class:`~rusm.tui.calls.NodeCalls`; a replay has
 no node to ask, so they are refused there. Traces still running as the app
-closes are stopped.
+closes are stopped. The supervision tree view (``T``, ``:tree``) asks it too
+(refused in a replay); its restart, terminate and kill go through the shell,
+confirmed and audited like the command pane's.
 
 Read-only (``rusm top --readonly``, or attached with an observer
 certificate, like k9s ``--readonly``): the shell refuses send, spawn and kill
@@ -54,7 +56,8 @@ from rusm.tui.screens.log import LogScreen
 from rusm.tui.screens.main import MainScreen
 from rusm.tui.screens.process import ProcessScreen, describe_error
 from rusm.tui.screens.trace import TraceScreen
-from rusm.tui.shell import Shell
+from rusm.tui.screens.tree import TreeScreen
+from rusm.tui.shell import Done, Shell
 from rusm.tui.widgets.command_pane import CommandPane
 
 __all__ = [
@@ -186,7 +189,7 @@ class TopApp(App[None]):
                     screen.show(self.model, self.target, paused=self.paused,
                                 filter=self.view.filter)
                 elif isinstance(screen, ProcessScreen | ClusterScreen | LogScreen
-                                | TraceScreen):
+                                | TraceScreen | TreeScreen):
                     screen.show(self.model)
             except NoMatches:
                 continue  # being torn down (the app is closing): nothing to draw on
@@ -324,6 +327,17 @@ class TopApp(App[None]):
         self.push_screen(TraceScreen(self.calls, pid, count, seconds, self.model, self.target,
                                      label=label))
 
+    def action_tree(self) -> None:
+        self.open_tree()
+
+    def open_tree(self) -> None:
+        """The node's supervision trees."""
+        if self.replay is not None:
+            self.shell.need_node("tree")
+            return
+        if not isinstance(self.screen, TreeScreen):
+            self.push_screen(TreeScreen(self.calls.tree, self.model, self.target))
+
     @on(TraceProcess)
     def _trace_process(self, event: TraceProcess) -> None:
         self.open_trace(event.pid, label=event.label)
@@ -337,10 +351,15 @@ class TopApp(App[None]):
 
     @on(KillProcess)
     def _kill_process(self, event: KillProcess) -> None:
+        self.kill(event.pid)
+
+    def kill(self, pid: str, *, label: str | None = None, done: Done | None = None) -> None:
+        """Kill ``pid`` once the user says yes (audited; refused read-only
+        and in a replay); ``done`` is told the outcome too."""
         if self.readonly or self.replay is not None:
-            self.shell.refuse("kill")
+            self.shell.refuse("kill", done=done)
             return
-        self.shell.confirm_kill(event.pid, None, f"kill {event.pid}")
+        self.shell.confirm_kill(pid, None, f"kill {pid}", label=label, done=done)
 
     @on(CommandPane.Entered)
     def _command_entered(self, event: CommandPane.Entered) -> None:

@@ -1,6 +1,8 @@
 """The node's read-only observe commands the log and trace views ask, through
 the app's feed, with their answers checked (a malformed answer is a
-``bad_request`` CommandError, like any refusal).
+``bad_request`` CommandError, like any refusal): ``log``, ``trace`` and
+``tree`` (the supervision trees, as :class:`TreeSupervisor` and
+:class:`TreeChild`).
 
 :class:`NodeCalls` remembers the traces it started and has not seen end, with
 the feed each runs on, so that leaving a view or closing the app can stop them
@@ -17,7 +19,10 @@ from typing import Any
 
 from rusm.net.observe.protocol import LOG_LIMIT, CommandError, Feed
 
-__all__ = ["TRANSIENT", "LogPage", "NodeCalls", "TracePage", "TraceStarted"]
+__all__ = [
+    "TRANSIENT", "LogPage", "NodeCalls", "TracePage", "TraceStarted", "TreeChild",
+    "TreeSupervisor", "trees",
+]
 
 log = logging.getLogger("rusm.tui")
 
@@ -48,6 +53,71 @@ class TracePage:
     next: int
     stopped: str | None
     """Why the trace ended (``count``, ``time``, ``idle``, ...); None while it runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSupervisor:
+    """A supervisor: a root one, or the tree under a child that is one."""
+
+    pid: str
+    label: str | None
+    strategy: str
+    max_restarts: int
+    max_seconds: float
+    children: tuple[TreeChild, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeChild:
+    id: str
+    pid: str | None
+    """None while it is stopped."""
+    label: str
+    restart: str
+    restarts: int
+    """Restarts by its supervisor since that started."""
+    supervisor: bool
+    tree: TreeSupervisor | None = None
+    """Its own children, for a child that is a supervisor and runs."""
+
+
+def _bad(cmd: str, answer: Any) -> CommandError:
+    shown = repr(answer)
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return CommandError("bad_request", f"{cmd}: the node answered {shown}")
+
+
+def _supervisor(item: Any, pid: Any, label: Any, answer: Any) -> TreeSupervisor:
+    strategy, most, seconds = (item.get(k) for k in ("strategy", "max_restarts", "max_seconds"))
+    children = item.get("children")
+    if (not isinstance(pid, str) or not (label is None or isinstance(label, str))
+            or not isinstance(strategy, str) or type(most) is not int
+            or not isinstance(seconds, int | float) or isinstance(seconds, bool)
+            or not isinstance(children, list | tuple)):
+        raise _bad("tree", answer)
+    return TreeSupervisor(pid, label, strategy, most, float(seconds),
+                          tuple(_child(c, answer) for c in children))
+
+
+def _child(item: Any, answer: Any) -> TreeChild:
+    if not isinstance(item, dict):
+        raise _bad("tree", answer)
+    ident, pid, label, restart, restarts = (
+        item.get(k) for k in ("id", "pid", "label", "restart", "restarts"))
+    if (not isinstance(ident, str) or not (pid is None or isinstance(pid, str))
+            or not isinstance(restart, str) or type(restarts) is not int):
+        raise _bad("tree", answer)
+    label = label if isinstance(label, str) else ident
+    nested = item.get("children") is not None and pid is not None
+    return TreeChild(ident, pid, label, restart, restarts, bool(item.get("supervisor")),
+                     _supervisor(item, pid, label, answer) if nested else None)
+
+
+def trees(answer: Any) -> list[TreeSupervisor]:
+    """The ``tree`` command's answer, checked: its root supervisors."""
+    if not isinstance(answer, list | tuple) or not all(isinstance(t, dict) for t in answer):
+        raise _bad("tree", answer)
+    return [_supervisor(t, t.get("pid"), t.get("label"), answer) for t in answer]
 
 
 def _events(cmd: str, answer: Any) -> list[dict[str, Any]]:
@@ -82,6 +152,10 @@ class NodeCalls:
         answer = await self._feed().command("log", **args)
         events = _events("log", answer)
         return LogPage(events, _int("log", answer, "next"))
+
+    async def tree(self) -> list[TreeSupervisor]:
+        """The node's supervision trees, one per root supervisor."""
+        return trees(await self._feed().command("tree"))
 
     async def trace(self, pid: str, count: int, seconds: float) -> TraceStarted:
         """Start tracing ``pid``'s messages."""

@@ -36,10 +36,13 @@ __all__ = [
     "Node",
     "Purge",
     "Reload",
+    "RestartChild",
     "Send",
     "Sort",
     "Spawn",
+    "TerminateChild",
     "Trace",
+    "Tree",
     "literal",
     "parse",
     "sendable",
@@ -125,9 +128,29 @@ class Trace:
     seconds: float = TRACE_SECONDS
 
 
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """Open the supervision tree view."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartChild:
+    supervisor: str
+    """The supervisor's pid or registered name."""
+    child: str
+    """The child's id in the supervisor's spec."""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateChild:
+    supervisor: str
+    child: str
+    """Stays stopped until restarted."""
+
+
 Command = (Send | Spawn | Kill | Info | Detail | Sort | Filter | Node | Help | Reload | Purge
-           | Log | Trace)
-MUTATIONS = (Send, Spawn, Kill, Reload, Purge)
+           | Log | Trace | Tree | RestartChild | TerminateChild)
+MUTATIONS = (Send, Spawn, Kill, Reload, Purge, RestartChild, TerminateChild)
 """The commands that change a node (refused read-only and in a replay)."""
 
 USAGE = {
@@ -143,6 +166,9 @@ USAGE = {
     "purge": "purge MODULE",
     "log": "log [KIND]",
     "trace": "trace PID|NAME [COUNT] [SECONDS]",
+    "tree": "tree",
+    "restart": "restart SUP CHILD",
+    "terminate": "terminate SUP CHILD",
     "help": "help",
 }
 VERBS = tuple(USAGE)
@@ -286,6 +312,16 @@ def parse(line: str) -> Command:
             return Log(words[0] if words else None)
         case "trace":
             return _trace(rest.split(), usage)
+        case "tree":
+            if rest:
+                raise CommandLineError(usage)
+            return Tree()
+        case "restart" | "terminate":
+            words = rest.split()
+            if len(words) != 2:
+                raise CommandLineError(f"{usage} (SUP: its pid or name; CHILD: the child's id)")
+            kind = RestartChild if verb == "restart" else TerminateChild
+            return kind(words[0], words[1])
         case _:
             if rest:
                 raise CommandLineError(usage)

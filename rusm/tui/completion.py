@@ -29,7 +29,7 @@ class Completions:
         if position != 1:
             return ()
         match verb:
-            case "send" | "kill" | "info":
+            case "send" | "kill" | "info" | "restart" | "terminate":
                 return (*self.names, *self.pids)
             case "spawn":
                 return self.factories

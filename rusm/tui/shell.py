@@ -1,15 +1,19 @@
 """Runs what the command pane (and the kill key) ask for, against the feed.
 
-Mutating commands (``MUTATING``: send, spawn, kill) are written to the audit
-log with their outcome; in a read-only app they are refused here, with a
-message, and nothing reaches the feed. ``log`` and ``trace`` open their views
-(refused in a replay: there is no node to ask). Every failure, a node's typed error or anything the
-feed raises, ends up as one line on the message line.
+Mutating commands (``MUTATING``: send, spawn, kill, reload, purge,
+restart_child, terminate_child) are written to the audit log with their
+outcome; in a read-only app they are refused here, with a message, and
+nothing reaches the feed. ``log``, ``trace`` and ``tree`` open their views
+(refused in a replay: there is no node to ask). Every failure, a node's typed
+error or anything the feed raises, ends up as one line on the message line;
+a view that acts through the shell (the tree view) passes ``done`` to be told
+each such line too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rusm.net.observe.protocol import MUTATING, CommandError
@@ -25,10 +29,13 @@ from rusm.tui.commands import (
     Node,
     Purge,
     Reload,
+    RestartChild,
     Send,
     Sort,
     Spawn,
+    TerminateChild,
     Trace,
+    Tree,
     parse,
 )
 from rusm.tui.screens.confirm import ConfirmAction, ConfirmKill
@@ -40,9 +47,19 @@ if TYPE_CHECKING:
     from rusm.tui.app import TopApp
     from rusm.tui.audit import AuditLog
 
-__all__ = ["Shell"]
+__all__ = ["CHILD_OPS", "Done", "Shell"]
 
 log = logging.getLogger("rusm.tui")
+
+Done = Callable[[str, bool], None]
+"""Told what the shell said of a command (its text, whether an error)."""
+CHILD_OPS = {
+    "restart_child": ("Restart", "The supervisor stops it if it runs and starts it again; "
+                      "an operator's restart does not count towards its restart limit."),
+    "terminate_child": ("Terminate", "The supervisor stops it, and it stays stopped until "
+                        "restarted (restart SUP CHILD, or R in the tree view)."),
+}
+"""Each supervisor command's confirm button and what it does, said before it is done."""
 
 
 class Shell:
@@ -65,7 +82,7 @@ class Shell:
             app.say(e.message, error=True)
             return
         if (app.readonly or app.replay is not None) and isinstance(command, MUTATIONS):
-            self.refuse(type(command).__name__.lower())
+            self.refuse(line.split()[0])  # the verb typed: kill, restart...
             return
         match command:
             case Send(dest, msg):
@@ -89,6 +106,12 @@ class Shell:
                              f"Purge {module} on {self.node}?",
                              "Kills every process still running its old code; supervisors "
                              "restart them on the new code.")
+            case RestartChild(supervisor, child):
+                self.confirm_child(line, "restart_child", supervisor, child)
+            case TerminateChild(supervisor, child):
+                self.confirm_child(line, "terminate_child", supervisor, child)
+            case Tree():
+                app.open_tree()
             case Info(target):
                 pid = await self.resolve(target)
                 if pid is not None:
@@ -154,77 +177,95 @@ class Shell:
             return False
         return True
 
-    def confirm_kill(self, pid: str, reason: Any, line: str) -> None:
-        """Ask first; kill ``pid`` only on yes."""
+    def say(self, text: str, *, error: bool = False, done: Done | None = None) -> None:
+        """Say ``text`` on the message line, and tell ``done``."""
+        self.app.say(text, error=error)
+        if done is not None:
+            done(text, error)
+
+    def confirm_kill(self, pid: str, reason: Any, line: str, *, label: str | None = None,
+                     done: Done | None = None) -> None:
+        """Ask first; kill ``pid`` only on yes. ``label`` defaults to its row's."""
         row = self.app.main.table.row_of(pid)
         node = self.node
         shown = "kill (the default)" if reason is None else repr(reason)
 
         def answered(kill: bool | None) -> None:
             if not kill:
-                self.app.say(f"kill cancelled: {pid} left running")
+                self.say(f"kill cancelled: {pid} left running", done=done)
                 return
             args: dict[str, Any] = {"pid": pid}
             if reason is not None:
                 args["reason"] = reason
-            self.app.run_worker(self.mutate(line, "kill", **args), group="command",
+            self.app.run_worker(self.mutate(line, "kill", done=done, **args), group="command",
                                 exit_on_error=False)
 
         self.app.push_screen(
-            ConfirmKill(pid, label=row.label if row else None, node=node, reason=shown),
+            ConfirmKill(pid, label=label or (row.label if row else None), node=node,
+                        reason=shown),
             answered,
         )
 
     def confirm(self, line: str, cmd: str, args: dict[str, Any], question: str,
-                detail: str) -> None:
-        """Ask first; run mutating ``cmd`` only on yes."""
+                detail: str, *, verb: str | None = None, done: Done | None = None) -> None:
+        """Ask first; run mutating ``cmd`` only on yes (``verb`` on the button)."""
 
         def answered(yes: bool | None) -> None:
             if not yes:
-                self.app.say(f"{cmd} cancelled: nothing was done")
+                self.say(f"{cmd} cancelled: nothing was done", done=done)
                 return
-            self.app.run_worker(self.mutate(line, cmd, **args), group="command",
+            self.app.run_worker(self.mutate(line, cmd, done=done, **args), group="command",
                                 exit_on_error=False)
 
-        self.app.push_screen(ConfirmAction(question, detail, cmd.capitalize()), answered)
+        self.app.push_screen(ConfirmAction(question, detail, verb or cmd.capitalize()),
+                             answered)
 
-    def refuse(self, cmd: str) -> None:
+    def confirm_child(self, line: str, cmd: str, supervisor: str, child: str, *,
+                      done: Done | None = None) -> None:
+        """Ask first; restart or terminate (``cmd``) ``supervisor``'s ``child`` on yes."""
+        verb, detail = CHILD_OPS[cmd]
+        self.confirm(line, cmd, {"supervisor": supervisor, "child": child},
+                     f"{verb} {child} of {supervisor} on {self.node}?", detail, verb=verb,
+                     done=done)
+
+    def refuse(self, cmd: str, *, done: Done | None = None) -> None:
         """Say that ``cmd`` is not available in a read-only app or a replay."""
         if self.app.replay is not None:
-            self.app.say(f"replay: {cmd} is disabled, a recording has no node to act on; "
-                         "nothing was sent", error=True)
+            self.say(f"replay: {cmd} is disabled, a recording has no node to act on; "
+                     "nothing was sent", error=True, done=done)
             return
-        self.app.say(f"read-only: {cmd} is disabled (rusm top --readonly, or an observer "
-                     "certificate); nothing was sent", error=True)
+        self.say(f"read-only: {cmd} is disabled (rusm top --readonly, or an observer "
+                 "certificate); nothing was sent", error=True, done=done)
 
     def need_node(self, cmd: str) -> None:
         """Say that ``cmd`` asks a live node, which a replay has not."""
         self.app.say(f"replay: {cmd} asks a live node, and a recording has none; "
                      "nothing was sent", error=True)
 
-    async def mutate(self, line: str, cmd: str, **args: Any) -> None:
+    async def mutate(self, line: str, cmd: str, *, done: Done | None = None,
+                     **args: Any) -> None:
         """Run a command that changes the node, say how it went, audit it."""
         assert cmd in MUTATING
         if self.app.readonly or self.app.replay is not None:  # every path to the node
-            self.refuse(cmd)
+            self.refuse(cmd, done=done)
             return
         try:
             result = await self.app.feed.command(cmd, **args)
         except Exception as e:
             message = describe_error(e)
-            self.app.say(f"{cmd} failed: {message}", error=True)
-            self._audit(line, f"error: {message}")
+            self.say(f"{cmd} failed: {message}", error=True, done=done)
+            self._audit(line, f"error: {message}", done)
             return
         answer = "" if result is None else f" {result}"
-        self.app.say(f"{cmd} ok:{answer}" if answer else f"{cmd} ok")
-        self._audit(line, f"ok{answer}")
+        self.say(f"{cmd} ok:{answer}" if answer else f"{cmd} ok", done=done)
+        self._audit(line, f"ok{answer}", done)
 
-    def _audit(self, line: str, result: str) -> None:
+    def _audit(self, line: str, result: str, done: Done | None = None) -> None:
         try:
             self.audit.append(self.app.target, line, result)
         except OSError as e:
-            self.app.say(f"cannot write the audit log {self.audit.path}: {e.strerror}",
-                         error=True)
+            self.say(f"cannot write the audit log {self.audit.path}: {e.strerror}",
+                     error=True, done=done)
 
     async def info(self, pid: str) -> dict[str, Any]:
         info = await self.app.feed.command("info", pid=pid)

@@ -33,6 +33,7 @@ KEYS: tuple[Section, ...] = (
         ("k", "kill the selected process"),
         ("n", "cluster view: nodes, attach"),
         ("L", "the node's event log"),
+        ("T", "supervision tree"),
         (":", "command line"),
         ("?", "this help"),
         ("q", "quit"),
@@ -48,6 +49,13 @@ KEYS: tuple[Section, ...] = (
         ("enter", "attach to the node"),
         ("r", "refresh the list"),
         ("esc", "back"),
+    )),
+    ("tree view", (
+        ("enter", "open the process"),
+        ("space", "fold / unfold a supervisor"),
+        ("R / x", "restart / terminate the child"),
+        ("K", "kill it (with its subtree)"),
+        ("r", "refresh; esc: back"),
     )),
     ("log view", (
         ("type", "show only lines with the text"),
@@ -81,7 +89,8 @@ NOTES = (
     "TERM, ARGS, REASON: Python literals",
     "({'job': 1}, [1, 'x'], 'stop'); ARGS may be",
     "space-separated; a bare-word REASON is text.",
-    "send, spawn, kill go to the audit log.",
+    "Changes (send, spawn, kill, reload, purge,",
+    "restart, terminate) go to the audit log.",
 )
 
 

@@ -52,6 +52,7 @@ class MainScreen(Screen[None]):
         Binding("k", "kill", "Kill"),
         Binding("n", "app.cluster", "Nodes"),
         Binding("L", "app.log", "Log"),
+        Binding("T", "app.tree", "Tree"),
         # A replay's: step a sample, jump a tenth, halve or double the speed.
         Binding("comma", "app.replay_step(-1)", "Step back", show=False, key_display=","),
         Binding("full_stop", "app.replay_step(1)", "Step", show=False, key_display="."),

@@ -1,6 +1,7 @@
 """The process view: everything ``info`` returns, the processes it is linked
-to or monitors (select one to follow it), and its mailbox chart; ``t``
-traces its messages (:mod:`rusm.tui.screens.trace`)."""
+to or monitors (select one to follow it; each with its label when ``info``'s
+``labels`` has one), and its mailbox chart; ``t`` traces its messages
+(:mod:`rusm.tui.screens.trace`)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ class ProcessScreen(Screen[None]):
         """Mailbox depth from each ``info``, for a process the table does not show."""
         self._loading = False
         self._groups: tuple[tuple[str, str, tuple[str, ...]], ...] | None = None
+        self._labels: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield NodeHeader(classes="header")
@@ -162,7 +164,8 @@ class ProcessScreen(Screen[None]):
             return "-" if v is None else str(v)
 
         rows = [(title, key) for title, key in _FACTS if key in info]
-        known = {key for _, key in _FACTS} | {"pid", *(k for k, _ in _RELATED), *_SECTIONS}
+        known = {key for _, key in _FACTS} | {"pid", "labels", *(k for k, _ in _RELATED),
+                                              *_SECTIONS}
         rows += [(k.replace("_", " "), k) for k in info if k not in known]
         text = Text()
         for i, (title, key) in enumerate(rows):
@@ -205,9 +208,12 @@ class ProcessScreen(Screen[None]):
         )
         # Who it waits on and who waits on it: shown when there is someone.
         groups = tuple(g for g in groups if g[2] or g[0] not in ("waits_on", "waited_by"))
-        if groups == self._groups:
+        given = info.get("labels")
+        labels = ({str(k): str(v) for k, v in given.items() if v}
+                  if isinstance(given, dict) else {})
+        if (groups, labels) == (self._groups, self._labels):
             return
-        self._groups = groups
+        self._groups, self._labels = groups, labels
         options = self.query_one(OptionList)
         highlighted = options.highlighted
         options.clear_options()
@@ -215,7 +221,10 @@ class ProcessScreen(Screen[None]):
             options.add_option(Option(Text(f"{title} ({len(pids)})", style="bold"),
                                       disabled=True))
             for pid in pids:
-                options.add_option(Option(f"  {pid}", id=f"{key}:{pid}"))
+                text = Text(f"  {pid}")
+                if pid in labels:
+                    text.append(f"  {labels[pid]}", style="cyan")
+                options.add_option(Option(text, id=f"{key}:{pid}"))
         if highlighted is not None and highlighted < options.option_count:
             options.highlighted = highlighted
 
