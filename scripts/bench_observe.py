@@ -29,8 +29,8 @@ import time
 from typing import Any
 
 from rusm import ClusterNode, Identity, Process, Runtime
-from rusm.net.observe.protocol import encode
 from rusm.net.observe.session import Session, observatory
+from rusm.observe.protocol import encode
 
 RATE_HZ = 2.0
 TARGET = 0.10

@@ -44,7 +44,7 @@ from textual.app import App, ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable
 
-from rusm.net.observe.protocol import (
+from rusm.observe.protocol import (
     FeedStatus,
     ProcessRow,
     Sample,

@@ -39,8 +39,8 @@ from rusm.net.observe import (
     serve_attachers,
     serve_observe,
 )
-from rusm.net.observe.protocol import SORT_KEYS, decode, encode
 from rusm.net.observe.session import observatory
+from rusm.observe.protocol import SORT_KEYS, decode, encode
 
 from .helpers import EVENT_TIMEOUT, idle, probe, until
 

@@ -2,11 +2,15 @@
 
 - ``rusm.actors`` knows nothing of ``rusm.net``;
 - the QUIC engine is imported only by the link adapter (``rusm/net/quic.py``)
-  and the TLS subclasses that make it mutual (``rusm/net/mtls.py``).
+  and the TLS subclasses that make it mutual (``rusm/net/mtls.py``);
+- the TUI and the observe protocol (``rusm.observe``) import no transport:
+  ``import rusm.tui`` loads neither websockets nor the QUIC engine.
 """
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +44,10 @@ def test_layering(path: Path) -> None:
     names = imports(path)
     if rel.startswith("actors/"):
         assert not [n for n in names if n.startswith("rusm.net")], f"{rel} imports rusm.net"
+    if rel.startswith(("tui/", "observe/")):
+        transport = [n for n in names if n.startswith(("rusm.net.observe", "rusm.net.node",
+                                                         "websockets", "qh3", "aioquic"))]
+        assert not transport, f"{rel} imports a transport: {transport}"
     if rel not in ENGINE_MODULES:
         engine = [n for n in names if n.split(".")[0] in ("qh3", "aioquic")]
         assert not engine, f"{rel} imports the QUIC engine directly: {engine}"
@@ -49,3 +57,22 @@ def test_the_scan_sees_the_engine_where_it_is() -> None:
     """The check above can fail: it finds qh3 in the adapter."""
     assert "qh3.asyncio.server" in imports(ROOT / "net/quic.py")
     assert "rusm.net.link" in imports(ROOT / "net/quic.py")
+
+
+TRANSPORTS = ("websockets", "qh3", "aioquic", "rusm.net.node", "rusm.net.quic",
+              "rusm.net.observe")
+
+
+def test_importing_the_tui_and_the_protocol_loads_no_transport() -> None:
+    """What the TUI pulls in, in a fresh interpreter (the source scan above
+    cannot see an import made by a package's __init__)."""
+    code = ("import sys, rusm.tui.app, rusm.tui.feeds, rusm.observe.protocol; "
+            f"print([m for m in {TRANSPORTS!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
+    # and the check can fail: the observe client does load websockets
+    code = "import sys, rusm.net.observe; print('websockets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "True"

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList
 
 from rusm.actors.errors import RusmError
-from rusm.net.observe.protocol import SORT_KEYS, CommandError, FeedStatus, Sample
+from rusm.observe.protocol import SORT_KEYS, CommandError, FeedStatus, Sample
 from rusm.tui.app import TopApp, make_app
 from rusm.tui.feeds import ReplayFeed, read_recording
 from rusm.tui.screens.cluster import ClusterScreen

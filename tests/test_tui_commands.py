@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rusm.net.observe.protocol import CommandError
+from rusm.observe.protocol import CommandError
 from rusm.tui.commands import (
     CommandLineError,
     Detail,
@@ -155,7 +155,7 @@ def test_attach_runs_reload_and_purge_as_the_node_commands(
     line: str, command: tuple[str, dict[str, object]],
 ) -> None:
     from rusm.cli.repl import parse as attach_parse
-    from rusm.net.observe.protocol import MUTATING
+    from rusm.observe.protocol import MUTATING
 
     assert attach_parse(line) == command
     assert command[0] in MUTATING  # asked about first, and audited

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rusm.net.observe.protocol import FeedStatus, Sample, Subscription
+from rusm.observe.protocol import FeedStatus, Sample, Subscription
 from rusm.tui.feeds import (
     MAGIC,
     RecordingFeed,
@@ -124,7 +124,7 @@ async def test_a_replay_answers_nodes_and_names_and_refuses_other_commands() -> 
     await take(feed, 2)
     assert await feed.command("nodes") == ["paris", "tokyo"]
     assert "consumer" in (await feed.command("names"))["local"]
-    from rusm.net.observe.protocol import CommandError
+    from rusm.observe.protocol import CommandError
 
     with pytest.raises(CommandError, match="a replay has no node") as e:
         await feed.command("kill", pid="<london.3>")

@@ -9,7 +9,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, RichLog
 
-from rusm.net.observe.protocol import CommandError
+from rusm.observe.protocol import CommandError
 from rusm.tui.app import TopApp, make_app
 from rusm.tui.feeds import ReplayFeed
 from rusm.tui.screens.log import LogScreen, log_entry

@@ -20,7 +20,7 @@ from syrupy.location import PyTestLocation
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from rusm.net.observe.protocol import CommandError
+from rusm.observe.protocol import CommandError
 from rusm.tui.app import TopApp, make_app
 from rusm.tui.feeds import ReplayFeed, read_recording
 from rusm.tui.screens.cluster import ClusterScreen

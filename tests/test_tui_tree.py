@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
-from rusm.net.observe.protocol import MUTATING, CommandError
+from rusm.observe.protocol import MUTATING, CommandError
 from rusm.tui.app import TopApp, make_app
 from rusm.tui.calls import trees
 from rusm.tui.commands import (

@@ -15,7 +15,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from rusm.net.observe.protocol import (
+from rusm.observe.protocol import (
     FeedStatus,
     History,
     ProcessRow,

@@ -39,7 +39,7 @@ FIELDS: dict[str, Callable[[Process], Any]] = {
     "cpu_s": lambda p: p._ticks,
     "memory": lambda p: memory_estimate(p, p._mailbox, ROW_MEASURED),
 }
-"""A process row's field (rusm.net.observe.protocol.ProcessRow) read
+"""A process row's field (rusm.observe.protocol.ProcessRow) read
 straight from a process, cheaply, oriented so that larger comes first in the
 field's sort order (the lowest pid, the oldest): what :func:`top`'s heap
 orders by. Fields a heap cannot order as the rows would (text) are not here."""
@@ -111,7 +111,7 @@ def mailbox_depths(rt: Runtime, serials: list[int]) -> list[int]:
 
 Match = Callable[[str, str | None, tuple[str, ...]], bool]
 """(pid text, label, names) -> whether a process is shown: the observer's
-row filter, given by the caller (rusm.net.observe.protocol.contains)."""
+row filter, given by the caller (rusm.observe.protocol.contains)."""
 
 
 def top(

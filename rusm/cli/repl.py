@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
+from rusm.observe.protocol import MUTATING
+
 from ..net.observe import CommandError, FeedStatus
-from ..net.observe.protocol import MUTATING
 from ..tui import commands as lang
 from ..tui.audit import AuditLog, default_audit_path
 from .table import format_event, format_info, format_table, format_trace, format_tree

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..net.observe.protocol import ProcessRow, Sample
+from rusm.observe.protocol import ProcessRow, Sample
 
 __all__ = ["format_event", "format_info", "format_table", "format_trace", "format_tree",
            "stamp"]

@@ -36,7 +36,7 @@ from textual.app import App, AutopilotCallbackType
 from textual.binding import Binding
 from textual.css.query import NoMatches
 
-from rusm.net.observe.protocol import SORT_KEYS, TRACE_COUNT, TRACE_SECONDS, Feed, FeedStatus
+from rusm.observe.protocol import SORT_KEYS, TRACE_COUNT, TRACE_SECONDS, Feed, FeedStatus
 from rusm.tui.audit import AuditLog, default_audit_path
 from rusm.tui.calls import NodeCalls
 from rusm.tui.completion import Completions

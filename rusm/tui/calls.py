@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rusm.net.observe.protocol import LOG_LIMIT, CommandError, Feed
+from rusm.observe.protocol import LOG_LIMIT, CommandError, Feed
 
 __all__ = [
     "TRANSIENT", "LogPage", "NodeCalls", "TracePage", "TraceStarted", "TreeChild",

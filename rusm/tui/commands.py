@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rusm.actors.events import KINDS
-from rusm.net.observe.protocol import (
+from rusm.net.terms import TermTooLarge, UnsendableTerm, encode_term
+from rusm.observe.protocol import (
     MAX_TRACE_COUNT,
     MAX_TRACE_SECONDS,
     SORT_KEYS,
@@ -20,7 +21,6 @@ from rusm.net.observe.protocol import (
     TRACE_SECONDS,
     CommandError,
 )
-from rusm.net.terms import TermTooLarge, UnsendableTerm, encode_term
 
 __all__ = [
     "MUTATIONS",

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from textual.suggester import Suggester
 
-from rusm.net.observe.protocol import SORT_KEYS
+from rusm.observe.protocol import SORT_KEYS
 from rusm.tui.commands import VERBS
 
 __all__ = ["CommandSuggester", "Completions"]

@@ -4,14 +4,14 @@ Recording format (``rusm top --record FILE``, ``--replay FILE``)::
 
     b"RUSM-TOP-RECORDING 1\\n"                 magic line, then any number of frames:
     4-byte big-endian length, then that many bytes of one observe protocol
-    message (``rusm.net.observe.protocol.encode``):
+    message (``rusm.observe.protocol.encode``):
         a sample: ``Sample.to_wire()``           {"t": "sample", ...}
         a status: {"t": "status", "state": ..., "message": ...}
 
 The frames are the events in the order the feed yielded them. A truncated
 last frame (a recorder killed mid-write) is ignored.
 
-:class:`ReplayFeed` is a :class:`~rusm.net.observe.protocol.Feed`: it yields
+:class:`ReplayFeed` is a :class:`~rusm.observe.protocol.Feed`: it yields
 the recorded events (at once, or spaced as the node's clock had them with
 ``realtime=True``, at ``speed``), and applies subscription changes itself to the rows that
 were recorded (detail, filter, sort, reverse, offset, limit), re-yielding the latest sample
@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from rusm.net.observe.protocol import (
+from rusm.observe.protocol import (
     CommandError,
     Feed,
     FeedStatus,
@@ -150,7 +150,7 @@ class RecordingFeed:
 def view(sample: Sample, sub: Subscription) -> Sample:
     """A recorded sample as ``sub`` would have had the node send it, as far
     as the recorded rows allow (rows the node left out stay out): the
-    protocol's own :func:`~rusm.net.observe.protocol.select` over them. A
+    protocol's own :func:`~rusm.observe.protocol.select` over them. A
     page past the recorded rows is their last page."""
     if not sub.detail:
         matched = sample.matched if sample.detail else sample.omitted
@@ -173,7 +173,7 @@ def view(sample: Sample, sub: Subscription) -> Sample:
 
 
 class ReplayFeed:
-    """A :class:`~rusm.net.observe.protocol.Feed` that replays a recording."""
+    """A :class:`~rusm.observe.protocol.Feed` that replays a recording."""
 
     def __init__(
         self, path: str | Path, *, realtime: bool = False, speed: float = 1.0,

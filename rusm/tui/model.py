@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
-from rusm.net.observe.protocol import FeedStatus, Sample
+from rusm.observe.protocol import FeedStatus, Sample
 
 __all__ = ["HISTORY_POINTS", "TopModel", "trend"]
 

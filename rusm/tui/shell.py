@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rusm.net.observe.protocol import MUTATING, CommandError
+from rusm.observe.protocol import MUTATING, CommandError
 from rusm.tui.commands import (
     MUTATIONS,
     CommandLineError,

@@ -5,8 +5,9 @@
 control-RPC handler; ``client`` one client for both transports.
 """
 
+from rusm.observe.protocol import CommandError, Feed, FeedStatus, ProcessRow, Sample, Subscription
+
 from .client import AttachError, ObserveClient, connect, parse_target
-from .protocol import CommandError, Feed, FeedStatus, ProcessRow, Sample, Subscription
 from .server import ObserveServer, serve_attachers, serve_observe
 
 __all__ = [

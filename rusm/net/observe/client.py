@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from rusm.actors.errors import RusmError
 from rusm.actors.process import Process
 from rusm.actors.runtime import Runtime
+from rusm.observe.protocol import CommandError, FeedStatus, Sample, Subscription, decode, encode
 
 from ..directory import NodeDirectory, NodeEntry, NoSuchNode
 from ..errors import ClusterError, NodeNotConnected, RemoteError
@@ -39,7 +40,6 @@ from ..messages import NodeDown
 from ..node import ClusterNode
 from ..terms import TermTooLarge, UnsendableTerm
 from ..tls import Identity
-from .protocol import CommandError, FeedStatus, Sample, Subscription, decode, encode
 
 __all__ = ["AttachError", "ObserveClient", "connect", "failure_reason", "parse_target"]
 
@@ -245,7 +245,7 @@ class _Quic(_Transport):
 
 
 class ObserveClient:
-    """A live feed of one node (the :class:`~rusm.net.observe.protocol.Feed` protocol)."""
+    """A live feed of one node (the :class:`~rusm.observe.protocol.Feed` protocol)."""
 
     def __init__(self, target: str, transport_factory: Any, subscription: Subscription) -> None:
         self.target = target

@@ -31,12 +31,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from rusm.observe.protocol import MUTATING, OBSERVE_VERSION, CommandError, decode, encode
+
 from ..errors import RemoteError
 from ..link import LinkProtocol
 from ..node import ClusterNode
 from ..terms import TermTooLarge, UnsendableTerm
 from ..tls import is_read_only
-from .protocol import MUTATING, OBSERVE_VERSION, CommandError, decode, encode
 from .session import Session, observatory
 
 __all__ = ["ObserveServer", "serve_attachers", "serve_observe"]

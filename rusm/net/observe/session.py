@@ -31,12 +31,7 @@ from rusm.actors.pid import Pid
 from rusm.actors.runtime import Runtime
 from rusm.actors.supervisor import SupervisorState, supervision_tree
 from rusm.actors.trace import Trace
-
-from ..errors import RemoteError
-from ..node import ClusterNode
-from ..terms import UnsendableTerm
-from ..waits import cluster_calls
-from .protocol import (
+from rusm.observe.protocol import (
     ANSWER_BUDGET,
     COMMANDS,
     INFO_MESSAGES,
@@ -59,6 +54,11 @@ from .protocol import (
     encode,
     select,
 )
+
+from ..errors import RemoteError
+from ..node import ClusterNode
+from ..terms import UnsendableTerm
+from ..waits import cluster_calls
 
 __all__ = ["Observatory", "Session", "observatory"]
 

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from rusm.net.observe.protocol import SORT_KEYS
+from rusm.observe.protocol import SORT_KEYS
 from rusm.tui.commands import USAGE
 from rusm.tui.screens.main import LIMIT_USAGE
 

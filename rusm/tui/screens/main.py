@@ -17,7 +17,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from rusm.net.observe.protocol import ASCENDING, MAX_LIMIT, Sample
+from rusm.observe.protocol import ASCENDING, MAX_LIMIT, Sample
 from rusm.tui import format as fmt
 from rusm.tui.completion import Completions
 from rusm.tui.messages import FeedUpdated, KillProcess, SortBy

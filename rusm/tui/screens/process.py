@@ -21,7 +21,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from rusm.actors.errors import RusmError
-from rusm.net.observe.protocol import CommandError
+from rusm.observe.protocol import CommandError
 from rusm.tui import format as fmt
 from rusm.tui.messages import KillProcess, OpenProcess, TraceProcess
 from rusm.tui.model import HISTORY_POINTS, TopModel

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, RichLog, Static
 
-from rusm.net.observe.protocol import CommandError
+from rusm.observe.protocol import CommandError
 from rusm.tui import format as fmt
 from rusm.tui.calls import TRANSIENT, NodeCalls, TraceStarted
 from rusm.tui.model import TopModel

@@ -39,7 +39,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from rusm.net.observe.protocol import ProcessRow
+from rusm.observe.protocol import ProcessRow
 from rusm.tui import format as fmt
 from rusm.tui.messages import OpenProcess, SortBy
 from rusm.tui.model import trend

@@ -1,7 +1,8 @@
 """The observe protocol's data: samples, rows, history, commands and errors.
 
-Pure data and codec (no I/O). The server (``server.py``, ``session.py``)
-makes these, the client (``client.py``) decodes them, and the observer UIs
+Pure data and codec (no I/O, no transport). The node side
+(``rusm.net.observe.session``, ``server``) makes these, the client
+(``rusm.net.observe.client``) decodes them, and the observer UIs
 (``rusm attach``, ``rusm top``) consume them without knowing the transport.
 Every message is one msgpack map encoded with the cluster's term codec
 (:mod:`rusm.net.terms`), so a term in a command may hold pids and tuples.
