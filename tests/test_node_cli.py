@@ -46,7 +46,11 @@ def env_for(home: Path) -> dict[str, str]:
 
 
 def rusm(home: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run one ``rusm`` command to completion (cwd: the repository, so --app finds tests)."""
+    """Run one ``rusm`` command to completion (cwd: the repository, so --app finds tests).
+    A ``ps`` measures its rates over 0.1 s unless told (the default second is
+    what these tests would mostly wait for)."""
+    if args[:1] == ("ps",) and "--interval" not in args:
+        args = (*args, "--interval", "0.1")
     return subprocess.run(
         [str(RUSM), *args], env=env_for(home), cwd=REPO, input=input, text=True,
         capture_output=True, timeout=CLI_TIMEOUT,

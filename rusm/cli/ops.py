@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,6 +46,10 @@ def _identity_for(target: str, identity_dir: Path | None) -> Any:
         raise click.ClickException(f"cannot attach to {name}{where}: {e.message}") from e
 
 
+CLOSE_TIMEOUT = 3.0
+"""Seconds a one-shot command waits for its goodbye to the node."""
+
+
 def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[int]],
          **subscription: Any) -> None:
     """Attach, run ``job(client)``, detach; exit with its status. Errors are one line."""
@@ -56,14 +61,36 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
         raise click.ClickException(str(e)) from e
 
     async def main() -> int:
-        client = await connect(
-            target, identity=identity,
-            subscription=Subscription(**subscription), reconnect=False,
-        )
+        # ^C cancels this task through the loop's own handler: its wakeup fd
+        # rouses the loop even when the signal lands on another thread.
+        loop, me = asyncio.get_running_loop(), asyncio.current_task()
+        assert me is not None
+        interrupted = asyncio.Event()
+
+        def on_sigint() -> None:
+            interrupted.set()
+            me.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        client = None
         try:
+            client = await connect(
+                target, identity=identity,
+                subscription=Subscription(**subscription), reconnect=False,
+            )
             return await job(client)
+        except asyncio.CancelledError:
+            if interrupted.is_set():  # ^C ends a --follow or a trace: what was asked is done
+                return 0
+            raise
         finally:
-            await client.close()
+            loop.remove_signal_handler(signal.SIGINT)
+            if client is not None:
+                try:  # a node that does not answer the goodbye does not hold us
+                    async with asyncio.timeout(CLOSE_TIMEOUT):
+                        await client.close()
+                except TimeoutError:
+                    pass
 
     try:
         status = asyncio.run(main())

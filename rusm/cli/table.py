@@ -128,10 +128,11 @@ def format_table(s: Sample) -> str:
         f"node {s.node}  up {s.uptime:.0f}s  processes {s.processes}  "
         f"in {t.msgs_in_per_s:.0f}/s  out {t.msgs_out_per_s:.0f}/s  "
         f"dead letters {t.dead_letters_per_s:.0f}/s ({t.dead_letters})  mailbox {t.mailbox}  "
-        f"nodes {', '.join(s.nodes) or '-'}  loop lag {t.loop_lag_ms:.0f} ms  "
-        f"blocked steps {t.blocked_steps}"
+        f"loop lag {t.loop_lag_ms:.0f} ms  blocked steps {t.blocked_steps}"
         + (f" (last {t.last_blocked})" if t.last_blocked else "")
         + (f"  DEADLOCK: {t.deadlocked} processes in a cycle of calls" if t.deadlocked else "")
+        # the peers last: scripts read the line's end as the node list
+        + f"  nodes {', '.join(s.nodes) or '-'}"
     ]
     if not s.detail:
         lines.append("(detail off: detail on shows the process table)")
