@@ -27,7 +27,7 @@ from rusm.tui.screens.process import ProcessScreen
 from rusm.tui.screens.trace import TraceScreen
 from rusm.tui.widgets.table import COLUMNS, ProcessTable
 
-from .tui_helpers import LONDON, FakeFeed, drained, info_of, london_samples, until
+from .tui_helpers import LONDON, FakeFeed, drained, info_of, london_samples, run_line, until
 
 CLOCK = 1_700_003_600.0
 CLOCK_ISO = "2023-11-14T23:13:20+00:00"
@@ -70,17 +70,6 @@ def status_line(app: TopApp) -> str:
 
 def message(app: TopApp) -> str:
     return app.main.pane.message
-
-
-async def run_line(pilot: Pilot[Any], line: str) -> None:
-    """Open the command line (if it is not), put ``line`` in it and press enter."""
-    app = pilot.app
-    assert isinstance(app, TopApp)
-    if not app.main.pane.is_open:
-        await pilot.press("colon")
-    app.main.pane.input.value = line
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 async def started(pilot: Pilot[Any], feed: FakeFeed) -> TopApp:

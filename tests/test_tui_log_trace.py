@@ -28,6 +28,7 @@ from .tui_helpers import (
     info_of,
     london_samples,
     node_events,
+    run_line,
     trace_events,
     until,
 )
@@ -53,16 +54,6 @@ async def started(pilot: Pilot[Any], feed: FakeFeed) -> TopApp:
     app = pilot.app
     assert isinstance(app, TopApp)
     return app
-
-
-async def run_line(pilot: Pilot[Any], line: str) -> None:
-    app = pilot.app
-    assert isinstance(app, TopApp)
-    if not app.main.pane.is_open:
-        await pilot.press("colon")
-    app.main.pane.input.value = line
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 def sent(feed: FakeFeed, cmd: str) -> list[dict[str, Any]]:

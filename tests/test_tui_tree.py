@@ -33,6 +33,7 @@ from .tui_helpers import (
     drained,
     info_of,
     london_samples,
+    run_line,
     supervision_trees,
     until,
 )
@@ -64,16 +65,6 @@ def audited(path: Path) -> list[str]:
     """The audit log's commands and results (no times, no target)."""
     lines = path.read_text().splitlines() if path.exists() else []
     return ["\t".join(line.split("\t")[2:]) for line in lines]
-
-
-async def run_line(pilot: Pilot[Any], line: str) -> None:
-    app = pilot.app
-    assert isinstance(app, TopApp)
-    if not app.main.pane.is_open:
-        await pilot.press("colon")
-    app.main.pane.input.value = line
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 async def tree_open(pilot: Pilot[Any], feed: FakeFeed, key: str = "T") -> TreeScreen:

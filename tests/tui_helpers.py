@@ -23,6 +23,7 @@ from rusm.observe.protocol import (
     Subscription,
     Totals,
 )
+from rusm.tui.app import TopApp
 from rusm.tui.feeds import view
 
 DATA = Path(__file__).parent / "data"
@@ -337,3 +338,14 @@ def supervision_trees() -> list[dict[str, Any]]:
         {"pid": "<london.20>", "label": None, "strategy": "one_for_all", "max_restarts": 1,
          "max_seconds": 0.5, "children": []},
     ]
+
+
+async def run_line(pilot: Pilot[Any], line: str) -> None:
+    """Open the command line (if it is not), put ``line`` in it and press enter."""
+    app = pilot.app
+    assert isinstance(app, TopApp)
+    if not app.main.pane.is_open:
+        await pilot.press("colon")
+    app.main.pane.input.value = line
+    await pilot.press("enter")
+    await pilot.pause()
