@@ -71,7 +71,11 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
             interrupted.set()
             me.cancel()
 
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            handled = True
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            handled = False  # asyncio.run's own ^C (KeyboardInterrupt, below) remains
         client = None
         try:
             client = await connect(
@@ -84,7 +88,8 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
                 return 0
             raise
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            if handled:
+                loop.remove_signal_handler(signal.SIGINT)
             if client is not None:
                 try:  # a node that does not answer the goodbye does not hold us
                     async with asyncio.timeout(CLOSE_TIMEOUT):
