@@ -14,6 +14,7 @@ commands do, so scripts and pipes work unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -65,10 +66,11 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
         # rouses the loop even when the signal lands on another thread.
         loop, me = asyncio.get_running_loop(), asyncio.current_task()
         assert me is not None
-        interrupted = asyncio.Event()
+        interrupted = False
 
         def on_sigint() -> None:
-            interrupted.set()
+            nonlocal interrupted
+            interrupted = True
             me.cancel()
 
         try:
@@ -84,18 +86,15 @@ def _run(target: str, identity_dir: Path | None, job: Callable[[Any], Awaitable[
             )
             return await job(client)
         except asyncio.CancelledError:
-            if interrupted.is_set():  # ^C ends a --follow or a trace: what was asked is done
+            if interrupted:  # ^C ends a --follow or a trace: what was asked is done
                 return 0
             raise
         finally:
             if handled:
                 loop.remove_signal_handler(signal.SIGINT)
-            if client is not None:
-                try:  # a node that does not answer the goodbye does not hold us
-                    async with asyncio.timeout(CLOSE_TIMEOUT):
-                        await client.close()
-                except TimeoutError:
-                    pass
+            if client is not None:  # a node that does not answer the goodbye does not hold us
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
 
     try:
         status = asyncio.run(main())
