@@ -168,7 +168,8 @@ def _make_defaults() -> list[Callable[[Any], Any]]:
     return defaults
 
 
-_DEFAULT = _make_defaults()[0]
+_DEFAULTS = _make_defaults()
+_DEFAULT = _DEFAULTS[0]
 
 # Bytes that can start a container (fixmap, fixarray, array16/32, map16/32).
 # Each nesting level needs its own header byte, so a frame with no more of
@@ -330,6 +331,72 @@ def pack_fields(
             _prepare_all(fields, roots, max_depth)  # raises, with the path
             raise _too_deep(max_depth, []) from None
     return body
+
+
+_FLAT_TYPES = frozenset({bytes, str, int, float, bool, type(None), Pid, Ref})
+_FIXEXT_OF = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}  # payload size -> header
+# The (src, dst) prefixes of pair frames sent lately, by the ids of the two
+# (held in the entry, so an id cannot be reused while it lives).
+_heads_out: dict[tuple[int, int], tuple[Any, Any, bytes]] = {}
+_ref_nodes: set[str] = set()  # node names of Refs already checked
+
+
+def _ext_bytes(tag: int, payload: bytes) -> bytes:
+    """An ext's bytes as ormsgpack writes them (fixext for 1, 2, 4, 8, 16 bytes)."""
+    n = len(payload)
+    fixed = _FIXEXT_OF.get(n)
+    if fixed is not None:
+        return bytes((fixed, tag)) + payload
+    if n < 256:
+        return bytes((0xC7, n, tag)) + payload
+    return _packb(_Ext(tag, payload))
+
+
+def pack_pair(
+    type_: int, src: Pid, dst: Pid | str, ref: Ref | None, term: Any,
+    roots: list[str], max_depth: int,
+) -> bytes:
+    """``pack_fields([type_, src, dst, ref, term], roots, max_depth)`` (no
+    ``ref`` when it is None) for the frames that carry the traffic, quicker:
+    the bytes of a (src, dst) prefix sent before are kept, a Ref and a tuple
+    term are packed directly. The same bytes and the same errors: anything
+    unusual takes :func:`pack_fields` (``type_`` is a fixint, 0-127)."""
+    try:
+        hit = _heads_out.get((id(src), id(dst)))
+        if hit is not None and hit[0] is src and hit[1] is dst:
+            head = hit[2]
+        else:
+            if src.__class__ is not Pid or not (dst.__class__ is Pid or dst.__class__ is str):
+                raise TypeError
+            head = _packb([src, dst], default=_DEFAULT, option=_OPT)[1:]
+            if len(_heads_out) >= _CACHE_SIZE:
+                _heads_out.clear()
+            _heads_out[(id(src), id(dst))] = (src, dst, head)
+        if ref is None:
+            parts = [bytes((0x94, type_)), head]
+        else:
+            node = ref.node
+            if ref.__class__ is not Ref or node not in _ref_nodes:
+                if ref.__class__ is not Ref or _NODE_RE.fullmatch(node) is None:
+                    raise TypeError
+                if len(_ref_nodes) >= _CACHE_SIZE:
+                    _ref_nodes.clear()
+                _ref_nodes.add(node)
+            parts = [bytes((0x95, type_)), head, _ext_bytes(EXT_REF, _id_payload(node, ref.serial))]
+        t = term.__class__
+        if t is tuple:
+            data = _ext_bytes(EXT_TUPLE, _packb(list(term), default=_DEFAULTS[1], option=_OPT))
+        else:
+            data = _packb(term, default=_DEFAULT, option=_OPT)
+        if t not in _FLAT_TYPES and len(data) > max_depth and (
+            len(data.translate(None, _NOT_CONTAINER)) > max_depth
+        ):
+            raise TypeError  # it may nest too deep: pack_fields measures
+        parts.append(data)
+        return b"".join(parts)
+    except Exception:
+        fields = [type_, src, dst, term] if ref is None else [type_, src, dst, ref, term]
+        return pack_fields(fields, roots, max_depth)
 
 
 def _packb_prepared(prepared: Any) -> bytes:
@@ -747,6 +814,7 @@ def decode_checked(body: bytes, max_depth: int) -> Any:
 
 class _NotHot(Exception):
     """Internal to decode_checked: leave the hot path for the reference path."""
+
 
 
 def _ext8_end(data: bytes, pos: int, max_depth: int) -> int:

@@ -50,6 +50,7 @@ from .terms import (
     encode_term,
     is_node_name,
     pack_fields,
+    pack_pair,
     reason_term,
 )
 
@@ -411,10 +412,7 @@ def encode_frame(frame: Frame, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
             and (type(dst) is Pid or (type(dst) is str and dst))
         ):
             try:
-                body = pack_fields(
-                    [frame.TYPE, src, dst, ref, term], _CALL_ROOTS, limits.max_depth,
-                    flat=type(term) in _FLAT,
-                )
+                body = pack_pair(frame.TYPE, src, dst, ref, term, _CALL_ROOTS, limits.max_depth)
             except UnsendableTerm as e:
                 raise UnsendableTerm(f"{e} in a {type(frame).__name__} frame") from None
             if len(body) > limits.max_message_frame:
@@ -442,7 +440,7 @@ def encode_msg(src: Pid, dst: Pid | str, term: Any, limits: WireLimits = DEFAULT
     send path's shortcut. Raises as :func:`encode_frame`."""
     if type(src) is not Pid or not (type(dst) is Pid or (type(dst) is str and dst)):
         raise InvalidFrame(f"cannot send a Msg frame from {src!r} to {dst!r}")
-    body = pack_fields([10, src, dst, term], _MSG_ROOTS, limits.max_depth, flat=type(term) in _FLAT)
+    body = pack_pair(10, src, dst, None, term, _MSG_ROOTS, limits.max_depth)
     if len(body) > limits.max_message_frame:
         raise TermTooLarge(
             f"cannot send a Msg frame of {len(body)} bytes: "
@@ -454,7 +452,6 @@ def encode_msg(src: Pid, dst: Pid | str, term: Any, limits: WireLimits = DEFAULT
 _MSG_ROOTS = _SPEC_OF[Msg].roots
 _CALL_ROOTS = _SPEC_OF[CallRequest].roots
 assert _SPEC_OF[CallReply].roots == _CALL_ROOTS
-_FLAT = frozenset({bytes, str, int, float, bool, type(None), Pid, Ref})
 
 
 def _too_large(frame: Frame, size: int, limit: int) -> TermTooLarge:
