@@ -76,3 +76,24 @@ def test_importing_the_tui_and_the_protocol_loads_no_transport() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "True"
+
+
+def test_every_error_of_the_net_layer_is_defined_in_its_errors_module() -> None:
+    """One module for the net errors (issue 10 §5): no exception class is
+    defined anywhere else under rusm/net (internal control-flow classes, named
+    with a leading underscore, aside)."""
+    import rusm.net.errors as errors
+
+    bases = {name for name in errors.__all__ if isinstance(getattr(errors, name), type)}
+    bases |= {"Exception", "RusmError", "ValueError", "TypeError", "LookupError",
+              "PermissionError", "ConnectionError", "OSError", "RuntimeError"}
+    elsewhere = []
+    for path in sorted((ROOT / "net").rglob("*.py")):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                names = {getattr(b, "id", None) or getattr(b, "attr", "") for b in node.bases}
+                if names & bases:
+                    elsewhere.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert elsewhere == []

@@ -266,7 +266,10 @@ class Runtime:
                 proc = None  # a pid of this node's previous run
         elif cls is str:
             proc = self._names.get(dest)  # type: ignore[arg-type]
-        elif isinstance(dest, tuple) and len(dest) == 2 and all(isinstance(x, str) for x in dest):
+        elif (
+            isinstance(dest, tuple) and len(dest) == 2
+            and isinstance(dest[0], str) and isinstance(dest[1], str)
+        ):
             name, node = dest
             if node != self.node:
                 self._send_remote(src, (name, node), msg)

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rusm.actors.errors import RusmError
+from .errors import NodeRunning, NoSuchNode, UnsafeDirectory
 
 __all__ = [
     "NoSuchNode",
@@ -51,19 +51,6 @@ The pid keeps a forked child from believing it holds its parent's claims."""
 
 def rusm_home() -> Path:
     return Path(os.environ.get("RUSM_HOME") or Path.home() / ".rusm")
-
-
-class NodeRunning(RusmError):
-    """Raised when starting a node whose name is taken by a running node."""
-
-
-class NoSuchNode(RusmError):
-    """Raised when looking up a name that no running node has."""
-
-
-class UnsafeDirectory(RusmError, PermissionError):
-    """Raised when the node directory, or a file in it, is not safely ours:
-    a symlink, something other than a regular file, or another user's."""
 
 
 @dataclass(frozen=True, slots=True)

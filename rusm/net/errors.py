@@ -27,13 +27,23 @@
     │   └── RemoteError                       a remote request failed; .kind says how
     │       ├── UnknownFactory                spawn_remote of an untaught name
     │       └── SpawnFailed                   the factory refused the args
-    └── TlsError                        identities and peer checks
+    ├── TlsError                        identities and peer checks
         ├── PeerRejected                the peer failed verify_peer
         ├── InvalidNodeName (ValueError)      not a usable node name
         ├── IdentityNotFound (FileNotFoundError)  a PEM file is missing
         ├── IdentityExists (FileExistsError)  saving would overwrite a key
         ├── KeyPermissionError (PermissionError)  key readable by others
         └── InvalidIdentity (ValueError)      files that do not fit together
+    ├── AttachError                     an observer or ops command cannot attach to a node
+    ├── AppError                        ``rusm node start --app`` cannot load or set up its app
+    └── node directory (~/.rusm/nodes)
+        ├── NodeRunning                 a running node has that name already
+        ├── NoSuchNode                  no running node has that name
+        └── UnsafeDirectory (PermissionError)  a symlink, not a regular file, another user's
+
+(The observe protocol's :class:`~rusm.observe.protocol.CommandError`, a
+command the node refused, lives with that protocol in :mod:`rusm.observe`,
+which imports nothing of the transport.)
 
 A :class:`ProtocolError` names the remote peer as the party at fault; the
 errors mixed with a builtin are this node's own mistakes. :class:`ErrorCode`
@@ -48,6 +58,8 @@ from pathlib import Path
 from rusm.actors.errors import RusmError
 
 __all__ = [
+    "AppError",
+    "AttachError",
     "CertificateRejected",
     "ClusterError",
     "DuplicateNode",
@@ -64,7 +76,9 @@ __all__ = [
     "LimitExceeded",
     "LinkRejected",
     "MalformedFrame",
+    "NoSuchNode",
     "NodeNotConnected",
+    "NodeRunning",
     "PeerRejected",
     "ProtocolError",
     "RemoteError",
@@ -78,6 +92,7 @@ __all__ = [
     "UnknownExtType",
     "UnknownFactory",
     "UnknownFrame",
+    "UnsafeDirectory",
     "UnsendableTerm",
     "VersionMismatch",
     "describe_close",
@@ -325,3 +340,24 @@ def describe_close(code: int, reason: str) -> str:
     if reason == _ENGINE_IDLE:
         return "idle timeout: the peer stopped answering"
     return reason or f"closed with code {code}"
+
+
+class AttachError(RusmError):
+    """Raised when a client cannot attach: no such node, refused, unreachable."""
+
+
+class AppError(RusmError):
+    """Raised when ``--app MODULE:FUNCTION`` cannot be loaded or its setup fails."""
+
+
+class NodeRunning(RusmError):
+    """Raised when starting a node whose name is taken by a running node."""
+
+
+class NoSuchNode(RusmError):
+    """Raised when looking up a name that no running node has."""
+
+
+class UnsafeDirectory(RusmError, PermissionError):
+    """Raised when the node directory, or a file in it, is not safely ours:
+    a symlink, something other than a regular file, or another user's."""

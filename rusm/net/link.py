@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
-from rusm.actors.pid import Pid
+from rusm.actors.pid import Pid, Ref
 
 from .errors import (
     CertificateRejected,
@@ -68,6 +68,7 @@ from .wire import (
     Unlink,
     VersionMismatch,
     WireLimits,
+    encode_call,
     encode_frame,
     encode_msg,
 )
@@ -310,6 +311,11 @@ class LinkProtocol:
         """Encode and queue a pair frame on its pair's lane."""
         data = encode_frame(frame, self.limits)
         self._lane(frame.src, frame.dst, data)
+
+    def send_call(self, reply: bool, src: Pid, dst: Pid | str, ref: Ref, term: Any) -> None:
+        """Send a CallRequest, or a CallReply when ``reply`` (the call path's
+        shortcut of :meth:`send_pair`)."""
+        self._lane(src, dst, encode_call(reply, src, dst, ref, term, self.limits))
 
     def send_msg(self, src: Pid, dst: Pid | str, term: Any) -> None:
         """Send a message (the hot path of :meth:`send_pair`)."""

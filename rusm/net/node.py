@@ -49,8 +49,6 @@ from .registry import Entries, GlobalRegistry
 from .tls import Identity, is_read_only, validate_node_name
 from .waits import local_waits
 from .wire import (
-    CallReply,
-    CallRequest,
     Demonitor,
     DownSignal,
     ErrorCode,
@@ -687,14 +685,14 @@ class _Router:
             self.rt.count_dead_letter()
             self.rt.remote_down(dst, src, ref, NOCONNECTION)  # type: ignore[arg-type]
             return
-        peer.send_pair(CallRequest(src, d, ref, request))
+        peer.send_call(False, src, d, ref, request)
 
     def reply(self, src: Pid, dst: Pid, ref: Ref, value: Any) -> None:
         peer, d = self._peer(dst)
         if peer is None:
             self.rt.count_dead_letter()
             return
-        peer.send_pair(CallReply(src, d, ref, value))
+        peer.send_call(True, src, d, ref, value)
 
     def link(self, src: Pid, dst: Pid) -> None:
         peer, d = self._peer(dst)

@@ -38,7 +38,7 @@ from .mtls import (
 from .tls import Identity
 from .wire import ErrorCode, ProtocolError, UnexpectedFrame
 
-__all__ = ["DATAGRAM_MAX_SIZE", "QuicLink", "tune_transport"]
+__all__ = ["ACK_DELAY", "DATAGRAM_MAX_SIZE", "QuicLink", "tune_transport"]
 
 log = logging.getLogger("rusm.net.quic")
 
@@ -47,6 +47,13 @@ CRYPTO_ERROR = 0x100
 DATAGRAM_MAX_SIZE = 65536
 """Receive buffer per datagram; stock asyncio allocates 256 KiB per datagram."""
 
+
+ACK_DELAY = 0.002
+"""Seconds this side may hold an ACK of application data, hoping it rides on
+the answer. qh3 sends one after a fraction of the round trip (well under a
+millisecond on loopback), in a datagram of its own that wakes the peer, though
+it tells the peer it may wait 25 ms (``max_ack_delay``). Only when no stream
+data waits to be sent (a paced packet must not wait for it)."""
 
 _REPEAT_AFTER = 60.0
 _said: dict[Any, float] = {}
@@ -198,6 +205,7 @@ class QuicLink(QuicConnectionProtocol):
         self._transmit_task = None
         quic = self._quic
         core = quic._core
+        timer_at = None
         if core is not None:
             now = self._loop_time()
             sendto = self._transport.sendto  # type: ignore[union-attr]
@@ -206,7 +214,16 @@ class QuicLink(QuicConnectionProtocol):
                     sendto(datagram[0], datagram[1])
             except QuicConnectionError as e:
                 log.debug("link %s: the engine could not transmit: %s", self._describe(), e)
-        timer_at = quic.get_timer()
+            timer = core.get_timer()  # (kind, when) or None
+            if timer is not None:
+                timer_at = timer[1]
+                if (timer[0] == "ack_application" and timer_at < now + ACK_DELAY
+                        and quic.get_send_buffer_size() == 0):
+                    # Hold the ACK, keeping a timer already set for that.
+                    latest, held = now + ACK_DELAY, self._timer_at
+                    if self._timer is None or held is None or not timer_at <= held <= latest:
+                        held = latest
+                    timer_at = held
         if self._timer is not None and self._timer_at != timer_at:
             self._timer.cancel()
             self._timer = None

@@ -25,6 +25,7 @@ from rusm.actors.errors import RusmError
 from rusm.actors.runtime import Runtime
 
 from .directory import NodeDirectory, NodeEntry
+from .errors import AppError
 from .node import ClusterConfig, ClusterNode
 from .observe.client import failure_reason
 from .observe.server import serve_attachers, serve_observe
@@ -38,10 +39,6 @@ __all__ = [
 log = logging.getLogger("rusm.net.service")
 
 Address = tuple[str, int]
-
-
-class AppError(RusmError):
-    """Raised when ``--app MODULE:FUNCTION`` cannot be loaded or its setup fails."""
 
 
 @dataclass

@@ -95,6 +95,7 @@ __all__ = [
     "VersionMismatch",
     "WireLimits",
     "decode_term",
+    "encode_call",
     "encode_frame",
     "encode_msg",
     "encode_term",
@@ -405,19 +406,14 @@ def encode_frame(frame: Frame, limits: WireLimits = DEFAULT_LIMITS) -> bytes:
             return encode_msg(src, dst, frame.term, limits)
     elif type(frame) is CallRequest or type(frame) is CallReply:  # a call's two hot frames
         src, dst, ref = frame.src, frame.dst, frame.ref
-        term = frame.value if type(frame) is CallReply else frame.request  # type: ignore[union-attr]
         if (
             type(src) is Pid
             and type(ref) is Ref
             and (type(dst) is Pid or (type(dst) is str and dst))
         ):
-            try:
-                body = pack_pair(frame.TYPE, src, dst, ref, term, _CALL_ROOTS, limits.max_depth)
-            except UnsendableTerm as e:
-                raise UnsendableTerm(f"{e} in a {type(frame).__name__} frame") from None
-            if len(body) > limits.max_message_frame:
-                raise _too_large(frame, len(body), limits.max_message_frame)
-            return _HEADER.pack(len(body)) + body
+            reply = type(frame) is CallReply
+            term = frame.value if reply else frame.request  # type: ignore[union-attr]
+            return encode_call(reply, src, dst, ref, term, limits)
     spec = _SPEC_OF.get(type(frame))
     if spec is None:
         raise InvalidFrame(f"cannot encode {type(frame).__name__}: not a frame class")
@@ -444,6 +440,28 @@ def encode_msg(src: Pid, dst: Pid | str, term: Any, limits: WireLimits = DEFAULT
     if len(body) > limits.max_message_frame:
         raise TermTooLarge(
             f"cannot send a Msg frame of {len(body)} bytes: "
+            f"the limit is {limits.max_message_frame} bytes"
+        )
+    return _HEADER.pack(len(body)) + body
+
+
+def encode_call(reply: bool, src: Pid, dst: Pid | str, ref: Ref, term: Any,
+                limits: WireLimits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of ``CallRequest(src, dst, ref, term)`` (``CallReply`` when
+    ``reply``), without building the frame: the call path's shortcut. Raises
+    as :func:`encode_frame`."""
+    cls = CallReply if reply else CallRequest
+    if type(src) is not Pid or type(ref) is not Ref or not (
+        type(dst) is Pid or (type(dst) is str and dst)
+    ):
+        return encode_frame(cls(src, dst, ref, term), limits)  # which says what is wrong
+    try:
+        body = pack_pair(cls.TYPE, src, dst, ref, term, _CALL_ROOTS, limits.max_depth)
+    except UnsendableTerm as e:
+        raise UnsendableTerm(f"{e} in a {cls.__name__} frame") from None
+    if len(body) > limits.max_message_frame:
+        raise TermTooLarge(
+            f"cannot send a {cls.__name__} frame of {len(body)} bytes: "
             f"the limit is {limits.max_message_frame} bytes"
         )
     return _HEADER.pack(len(body)) + body

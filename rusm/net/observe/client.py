@@ -35,7 +35,7 @@ from rusm.actors.runtime import Runtime
 from rusm.observe.protocol import CommandError, FeedStatus, Sample, Subscription, decode, encode
 
 from ..directory import NodeDirectory, NodeEntry, NoSuchNode
-from ..errors import ClusterError, NodeNotConnected, RemoteError
+from ..errors import AttachError, ClusterError, NodeNotConnected, RemoteError
 from ..messages import NodeDown
 from ..node import ClusterNode
 from ..terms import TermTooLarge, UnsendableTerm
@@ -46,10 +46,6 @@ __all__ = ["AttachError", "ObserveClient", "connect", "failure_reason", "parse_t
 log = logging.getLogger("rusm.net.observe")
 
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
-
-
-class AttachError(RusmError):
-    """Raised when a client cannot attach: no such node, refused, unreachable."""
 
 
 def failure_reason(error: BaseException, timeout: float) -> str:
