@@ -816,7 +816,6 @@ class _NotHot(Exception):
     """Internal to decode_checked: leave the hot path for the reference path."""
 
 
-
 def _ext8_end(data: bytes, pos: int, max_depth: int) -> int:
     """Where the ext8 at ``pos`` ends if it is a Pid, a Ref or a simple tuple, else -1.
 
