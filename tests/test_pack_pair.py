@@ -53,12 +53,13 @@ def outcome(encode: Any, *args: Any) -> Any:
 def test_pack_pair_is_pack_fields(src: Any, dst: Any, ref: Any, term: Any, type_: int,
                                   depth: int) -> None:
     if ref is None:
-        want = outcome(pack_fields, [type_, src, dst, term], ROOTS4, depth)
+        roots, fields = ROOTS4, [type_, src, dst, term]
     else:
-        want = outcome(pack_fields, [type_, src, dst, ref, term], ROOTS5, depth)
-    assert outcome(pack_pair, type_, src, dst, ref, term, ROOTS5 if ref else ROOTS4, depth) == want
+        roots, fields = ROOTS5, [type_, src, dst, ref, term]
+    want = outcome(pack_fields, fields, roots, depth)
+    assert outcome(pack_pair, type_, src, dst, ref, term, roots, depth) == want
     # And again, now that a (src, dst) prefix that could be sent is cached.
-    assert outcome(pack_pair, type_, src, dst, ref, term, ROOTS5 if ref else ROOTS4, depth) == want
+    assert outcome(pack_pair, type_, src, dst, ref, term, roots, depth) == want
 
 
 def test_a_bad_pid_is_never_cached_and_a_good_one_is() -> None:
