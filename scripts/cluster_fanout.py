@@ -7,11 +7,12 @@ loaded from there by both processes. Both sides use mutual TLS
 (:mod:`rusm.net.mtls`: the server demands and checks the client's
 certificate), so their handshakes are comparable.
 
-RUSM: ``ClusterConfig(lanes=K)`` on both nodes (``--lanes``, default
-RUSM's). London runs a registered ``echo`` process that replies to every
-Call with its request, and a registered ``window_echo`` process that answers
-every ``("ping", pid, ref, payload)`` by sending ``("pong", ref, payload)``
-to ``pid``. Tokyo's callers call ``echo`` with a 64-byte payload (two
+RUSM: ``ClusterConfig(lanes=K, busy_wait=S)`` on both nodes (``--lanes``,
+``--busy-wait``, default RUSM's; the ceiling never busy-waits). London runs a
+registered ``echo`` process that replies to every Call with its request,
+and a registered ``window_echo`` process that answers every
+``("ping", pid, ref, payload)`` by sending ``("pong", ref, payload)`` to
+``pid``. Tokyo's callers call ``echo`` with a 64-byte payload (two
 cross-node hops and two process hops per round trip).
 
 Ceiling: the engine's best, with the same two processes, certificates,
@@ -55,8 +56,8 @@ RUSM/ceiling (``ratio``; per workload: round trips/s, p50, p99, CPU per
 round trip, both processes and each) and, with ``--profile``, where tokyo's
 time goes. Progress goes to stderr.
 
-    python scripts/cluster_fanout.py [--quick] [--uvloop] [--lanes K] [--calls N]
-                                     [--repeat R] [--profile FILE [--profile-clock C]]
+    python scripts/cluster_fanout.py [--quick] [--uvloop] [--lanes K] [--busy-wait S]
+                                     [--calls N] [--repeat R] [--profile FILE [--profile-clock C]]
 
 With ``--repeat R`` it runs R rounds of RUSM-then-ceiling: ``rusm`` and
 ``ceiling`` are the last round's figures, ``medians`` the median of each
@@ -390,12 +391,12 @@ def handshake_figures(samples: dict[str, list[float]]) -> dict[str, Any]:
 
 @asynccontextmanager
 async def london(
-    kind: str, certs: Path, use_uvloop: bool, lanes: int
+    kind: str, certs: Path, use_uvloop: bool, config: ClusterConfig
 ) -> AsyncIterator[tuple[int, CpuMeter]]:
     """Run this script as the london child serving ``kind``; yields its UDP port.
     The child is told to stop (its stdin closes) on exit, and killed if it lingers."""
     cmd = [sys.executable, str(SCRIPT), "--serve", kind, "--certs", str(certs),
-           "--lanes", str(lanes)]
+           "--lanes", str(config.lanes), "--busy-wait", repr(config.busy_wait)]
     if use_uvloop:
         cmd.append("--uvloop")
     child = await asyncio.create_subprocess_exec(
@@ -441,13 +442,13 @@ async def window_echo(proc: Process) -> None:
             proc.send(msg[1], ("pong", msg[2], msg[3]))
 
 
-async def serve_london(kind: str, certs: Path, lanes: int) -> None:
+async def serve_london(kind: str, certs: Path, config: ClusterConfig) -> None:
     """The child: serve ``kind`` on a free port, say ``READY port``, run until told."""
     stop: Callable[[], Awaitable[None]]
     identity = Identity.load(certs / "london")
     if kind == "rusm":
         node = await ClusterNode.bind(
-            "london", Runtime(), (HOST, 0), identity, ClusterConfig(lanes=lanes)
+            "london", Runtime(), (HOST, 0), identity, config
         )
         node.runtime.register("echo", node.runtime.spawn(echo, label="echo"))
         node.runtime.register("window_echo", node.runtime.spawn(window_echo, label="window_echo"))
@@ -522,7 +523,9 @@ def handshake_name(i: int) -> str:
     return f"tokyo{i}"
 
 
-async def rusm_handshakes(certs: Path, port: int, count: int, lanes: int) -> dict[str, Any]:
+async def rusm_handshakes(
+    certs: Path, port: int, count: int, config: ClusterConfig
+) -> dict[str, Any]:
     """Time ``count`` full connects (handshake and hello exchange), each from
     a fresh node of its own name (bound and closed untimed): after a
     disconnect, london holds the old link through QUIC's draining period and
@@ -531,7 +534,7 @@ async def rusm_handshakes(certs: Path, port: int, count: int, lanes: int) -> dic
     for i in range(count):
         name = handshake_name(i)
         node = await ClusterNode.bind(
-            name, Runtime(), (HOST, 0), Identity.load(certs / name), ClusterConfig(lanes=lanes)
+            name, Runtime(), (HOST, 0), Identity.load(certs / name), config
         )
         try:
             t0 = time.perf_counter()
@@ -545,16 +548,16 @@ async def rusm_handshakes(certs: Path, port: int, count: int, lanes: int) -> dic
 
 
 async def bench_rusm(
-    certs: Path, sizes: Sizes, use_uvloop: bool, lanes: int,
+    certs: Path, sizes: Sizes, use_uvloop: bool, config: ClusterConfig,
     profiles: dict[str, cProfile.Profile] | None,
 ) -> dict[str, Any]:
-    async with london("rusm", certs, use_uvloop, lanes) as (port, meter):
+    async with london("rusm", certs, use_uvloop, config) as (port, meter):
         identity = Identity.load(certs / "tokyo")
         tokyo = await ClusterNode.bind(
-            "tokyo", Runtime(), (HOST, 0), identity, ClusterConfig(lanes=lanes)
+            "tokyo", Runtime(), (HOST, 0), identity, config
         )
         try:
-            handshake = await rusm_handshakes(certs, port, sizes.handshakes, lanes)
+            handshake = await rusm_handshakes(certs, port, sizes.handshakes, config)
             note(f"rusm handshake: connect median {handshake['connect_ms']} ms")
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 await tokyo.connect((HOST, port))
@@ -787,7 +790,7 @@ async def ceiling_handshakes(config: QuicConfiguration, port: int, count: int) -
 
 async def bench_ceiling(certs: Path, sizes: Sizes, use_uvloop: bool) -> dict[str, Any]:
     config = ceiling_configuration(Identity.load(certs / "tokyo"), is_client=True)
-    async with london("ceiling", certs, use_uvloop, DEFAULTS.lanes) as (port, meter):
+    async with london("ceiling", certs, use_uvloop, DEFAULTS) as (port, meter):
         handshake = await ceiling_handshakes(config, port, sizes.handshakes)
         note(f"ceiling handshake: median {handshake['handshake_ms']} ms, "
              f"with the first echo {handshake['first_echo_ms']} ms")
@@ -956,7 +959,7 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 async def bench(
-    sizes: Sizes, use_uvloop: bool, lanes: int,
+    sizes: Sizes, use_uvloop: bool, config: ClusterConfig,
     profiles: dict[str, cProfile.Profile] | None, repeat: int,
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """``repeat`` rounds of (RUSM, then the ceiling), with the same certificates."""
@@ -966,7 +969,7 @@ async def bench(
         for i in range(repeat):
             if repeat > 1:
                 note(f"round {i + 1} of {repeat}")
-            rusm = await bench_rusm(certs, sizes, use_uvloop, lanes, profiles)
+            rusm = await bench_rusm(certs, sizes, use_uvloop, config, profiles)
             ceiling = await bench_ceiling(certs, sizes, use_uvloop)
             runs.append((rusm, ceiling))
     return runs
@@ -979,6 +982,9 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=DEFAULTS.lanes, metavar="K",
                         help=f"ClusterConfig(lanes=K) on both RUSM nodes "
                              f"(default {DEFAULTS.lanes}, at most {DEFAULTS.max_open_streams})")
+    parser.add_argument("--busy-wait", type=float, default=DEFAULTS.busy_wait, metavar="S",
+                        help=f"ClusterConfig(busy_wait=S) on both RUSM nodes "
+                             f"(default {DEFAULTS.busy_wait}; 0 = off)")
     parser.add_argument("--calls", type=int, metavar="N",
                         help="sequential calls of the unloaded run (default 10000, quick 300); "
                              "each loaded call level makes 4N calls")
@@ -1001,11 +1007,15 @@ def main() -> None:
     logging.getLogger("quic").setLevel(logging.ERROR)  # qh3 warns of every peer's close
     if not 1 <= args.lanes <= DEFAULTS.max_open_streams:
         parser.error(f"--lanes must be 1 .. {DEFAULTS.max_open_streams}")
+    try:
+        config = ClusterConfig(lanes=args.lanes, busy_wait=args.busy_wait)
+    except ValueError as e:
+        parser.error(str(e))
     factory, loop_name, uvloop_status = pick_loop(args.uvloop)
 
     if args.serve:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve_london(args.serve, Path(args.certs), args.lanes))
+            runner.run(serve_london(args.serve, Path(args.certs), config))
         return
 
     sizes = QUICK if args.quick else FULL
@@ -1025,7 +1035,7 @@ def main() -> None:
 
     started = time.perf_counter()
     with asyncio.Runner(loop_factory=factory) as runner:
-        runs = runner.run(bench(sizes, factory is not None, args.lanes, profiles, args.repeat))
+        runs = runner.run(bench(sizes, factory is not None, config, profiles, args.repeat))
     profile_summary = None
     if profiles is not None:
         combined = pstats.Stats(*profiles.values())
@@ -1044,6 +1054,7 @@ def main() -> None:
         "uvloop": uvloop_status,
         "quick": args.quick,
         "lanes": args.lanes,
+        "busy_wait": args.busy_wait,
         "profiled": profiles is not None,
         "sizes": {**asdict(sizes), "levels": list(LEVELS), "window": WINDOW,
                   "payload_bytes": len(PAYLOAD)},

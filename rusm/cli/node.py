@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..net.busywait import DEFAULT_BUSY_WAIT, MAX_BUSY_WAIT
 from . import cli
 
 Address = tuple[str, int]
@@ -68,10 +69,14 @@ def node_group() -> None:
               help="Seconds of silence after which a peer is considered dead.")
 @click.option("--allow-reload", "allow_reload", multiple=True, metavar="MODULE",
               help="A module rusm reload may hot-reload here (repeatable; none by default).")
+@click.option("--busy-wait", type=click.FloatRange(min=0, max=MAX_BUSY_WAIT),
+              default=DEFAULT_BUSY_WAIT,
+              show_default=True, metavar="S",
+              help="Seconds the loop keeps polling after each send (0 = off).")
 def node_start_command(
     name: str, listen: Address, observe: Address, identity_dir: Path | None,
     peers: tuple[Address, ...], app: str | None, idle_timeout: float,
-    allow_reload: tuple[str, ...],
+    allow_reload: tuple[str, ...], busy_wait: float,
 ) -> None:
     """Run node NAME in the foreground until SIGINT or SIGTERM.
 
@@ -92,7 +97,7 @@ def node_start_command(
     opts = NodeOptions(
         name=name, listen=listen, observe=observe, identity=load_identity(identity_dir),
         connect=list(peers), app=app, idle_timeout=idle_timeout,
-        allow_reload=frozenset(allow_reload),
+        allow_reload=frozenset(allow_reload), busy_wait=busy_wait,
     )
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:

@@ -30,6 +30,7 @@ from rusm.actors.process import Process
 from rusm.actors.remote import RemoteDest
 from rusm.actors.runtime import Body, Runtime
 
+from .busywait import DEFAULT_BUSY_WAIT, BusyWait, check_busy_wait
 from .errors import (
     InvalidIdentity,
     LinkRejected,
@@ -114,8 +115,14 @@ class ClusterConfig:
     """Bytes a link may have queued for a peer that does not take them (its
     flow control or congestion window closed); more closes the link with
     LIMIT_EXCEEDED instead of growing without bound."""
+    busy_wait: float = DEFAULT_BUSY_WAIT
+    """Seconds the node's event loop keeps polling, instead of sleeping,
+    after it sends a datagram (0 .. 0.01; 0 = never), so that an answer
+    finds it awake: Erlang's scheduler busy-wait. It trades CPU for latency;
+    docs/OPERATIONS.md says when to turn it off."""
 
     def __post_init__(self) -> None:
+        check_busy_wait(self.busy_wait)
         if not 1 <= self.max_open_streams <= ENGINE_MAX_STREAMS:
             raise ValueError(f"max_open_streams must be 1 .. {ENGINE_MAX_STREAMS}")
         if not 1 <= self.lanes <= self.max_open_streams:
@@ -151,6 +158,8 @@ class ClusterNode:
         self._handlers: dict[str, Callable[[LinkProtocol, tuple[Any, ...]], Any]] = {}
         self._answering: set[asyncio.Task[None]] = set()
         """Control requests whose handler is a coroutine, being answered."""
+        self.busy_wait = BusyWait(config.busy_wait)
+        """Keeps the loop polling after each send (``ClusterConfig.busy_wait``)."""
         self.started = time.monotonic()
         """When the node started (``time.monotonic()``), for its uptime."""
         self._keeper: Pid | None = None
@@ -209,6 +218,7 @@ class ClusterNode:
             hello_timeout=self.config.hello_timeout,
             keepalive=self.config.idle_timeout / 4,
             max_outbound_bytes=self.config.max_outbound_bytes,
+            busy_wait=self.busy_wait,
         )
 
     def _make_protocol(self, link: QuicLink, outbound: bool) -> LinkProtocol:
@@ -298,6 +308,7 @@ class ClusterNode:
             self._forget(link)
         if self._server is not None:
             self._server.close()  # type: ignore[no-untyped-call]
+        self.busy_wait.close()
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Have ``close`` await ``closer()`` first (latest first): services

@@ -28,6 +28,7 @@ from qh3.asyncio.server import QuicServer, serve
 from qh3.quic import events
 from qh3.quic.connection import QuicConnection, QuicConnectionError
 
+from .busywait import BusyWait
 from .link import LinkProtocol
 from .mtls import (
     peer_chain,
@@ -125,6 +126,7 @@ class QuicLink(QuicConnectionProtocol):
         hello_timeout: float,
         keepalive: float,
         max_outbound_bytes: int,
+        busy_wait: BusyWait | None = None,
     ) -> None:
         if quic.configuration.is_client:
             verify_server_certificates(quic, identity)
@@ -134,6 +136,7 @@ class QuicLink(QuicConnectionProtocol):
         self.hello_timeout = hello_timeout
         self.keepalive = keepalive
         self.max_outbound_bytes = max_outbound_bytes
+        self._busy_wait = busy_wait
         self.peer_chain: list[x509.Certificate] = []
         self.close_code: int | None = None
         self.close_reason = ""
@@ -210,8 +213,12 @@ class QuicLink(QuicConnectionProtocol):
             now = self._loop_time()
             sendto = self._transport.sendto  # type: ignore[union-attr]
             try:
-                while (datagram := quic._call_core(core.poll_transmit, now)) is not None:
+                datagram = quic._call_core(core.poll_transmit, now)
+                if datagram is not None and self._busy_wait is not None:
+                    self._busy_wait.poke(self._loop)  # the answer will find us awake
+                while datagram is not None:
                     sendto(datagram[0], datagram[1])
+                    datagram = quic._call_core(core.poll_transmit, now)
             except QuicConnectionError as e:
                 log.debug("link %s: the engine could not transmit: %s", self._describe(), e)
             timer = core.get_timer()  # (kind, when) or None

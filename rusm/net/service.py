@@ -24,6 +24,7 @@ from typing import Any
 from rusm.actors.errors import RusmError
 from rusm.actors.runtime import Runtime
 
+from .busywait import DEFAULT_BUSY_WAIT
 from .directory import NodeDirectory, NodeEntry
 from .errors import AppError
 from .node import ClusterConfig, ClusterNode
@@ -52,6 +53,7 @@ class NodeOptions:
     idle_timeout: float = 10.0
     allow_reload: frozenset[str] = frozenset()
     """Modules ``rusm reload`` may hot-reload on this node."""
+    busy_wait: float = DEFAULT_BUSY_WAIT
     home: Path | None = None
 
 
@@ -150,7 +152,8 @@ async def run_node(
         loop.add_signal_handler(sig, stop.set)
     node = await ClusterNode.bind(
         opts.name, Runtime(), opts.listen, identity,
-        ClusterConfig(idle_timeout=opts.idle_timeout, allow_reload=opts.allow_reload),
+        ClusterConfig(idle_timeout=opts.idle_timeout, allow_reload=opts.allow_reload,
+                      busy_wait=opts.busy_wait),
     )
     entry: NodeEntry | None = None
     try:
@@ -178,9 +181,11 @@ async def run_node(
                 for addr in opts.connect
             ]
             log.info(
-                "node %s up: cluster %s:%d, observe ws://%s:%d (token in %s), %s loop",
+                "node %s up: cluster %s:%d, observe ws://%s:%d (token in %s), %s loop, "
+                "busy-wait %s",
                 opts.name, *entry.cluster, *entry.observe, directory.path(opts.name),
                 type(asyncio.get_running_loop()).__module__.partition(".")[0],
+                f"{opts.busy_wait * 1e6:g} us" if opts.busy_wait else "off",
             )
             if on_ready is not None:
                 on_ready(node, entry)
