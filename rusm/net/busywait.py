@@ -1,9 +1,9 @@
 """Busy-waiting: the event loop keeps polling for a moment after a send.
 
 A datagram sent to a process asleep in ``epoll_wait`` costs the sender the
-wake-up: on the 2-core VM of docs/PROTOCOL.md ("Busy-waiting"), ``sendto``
-took 25-28 us against a sleeping peer and about 5 us against one that was
-awake, and the sleeper needs as long again to start running. An answer
+wake-up: on the 2-core VM of docs/PROTOCOL.md ("Busy-waiting:
+measurements"), ``sendto`` took 25-28 us against a sleeping peer and about
+5 us against one that was awake, and the sleeper is late to start running. An answer
 usually comes back within a few hundred microseconds, so after each send a
 node keeps its loop turning (a ``call_soon`` callback that re-schedules
 itself, so each turn polls with a zero timeout) until ``seconds`` have passed
