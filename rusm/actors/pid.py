@@ -17,7 +17,6 @@ from typing import Any
 
 __all__ = ["Pid", "Ref"]
 
-_set = object.__setattr__
 _PID_RE = re.compile(r"<(?P<node>[^<>\s]+)\.(?P<serial>\d+)>")
 
 
@@ -31,10 +30,11 @@ class Pid:
     _hash: int
 
     def __init__(self, node: str, serial: int, creation: int = 0) -> None:
-        _set(self, "node", node)
-        _set(self, "serial", serial)
-        _set(self, "creation", creation)
-        _set(self, "_hash", hash((node, serial)))  # pids key dicts on every send
+        # The slots' own setters (bound below): quicker than object.__setattr__.
+        _pid_node(self, node)
+        _pid_serial(self, serial)
+        _pid_creation(self, creation)
+        _pid_hash(self, hash((node, serial)))  # pids key dicts on every send
 
     @classmethod
     def parse(cls, text: str) -> Pid:
@@ -86,9 +86,9 @@ class Ref:
     _hash: int
 
     def __init__(self, node: str, serial: int) -> None:
-        _set(self, "node", node)
-        _set(self, "serial", serial)
-        _set(self, "_hash", hash((node, serial, "ref")))  # each call keys a dict with one
+        _ref_node(self, node)
+        _ref_serial(self, serial)
+        _ref_hash(self, hash((node, serial, "ref")))  # each call keys a dict with one
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Ref is immutable")
@@ -106,3 +106,12 @@ class Ref:
 
     def __reduce__(self) -> tuple[type[Ref], tuple[str, int]]:
         return (Ref, (self.node, self.serial))
+
+
+_pid_node = Pid.__dict__["node"].__set__
+_pid_serial = Pid.__dict__["serial"].__set__
+_pid_creation = Pid.__dict__["creation"].__set__
+_pid_hash = Pid.__dict__["_hash"].__set__
+_ref_node = Ref.__dict__["node"].__set__
+_ref_serial = Ref.__dict__["serial"].__set__
+_ref_hash = Ref.__dict__["_hash"].__set__
