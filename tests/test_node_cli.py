@@ -322,12 +322,14 @@ def test_a_node_started_without_an_identity_says_so_in_its_log(nodes: Nodes) -> 
 def test_a_node_runs_on_uvloop_when_it_is_installed_unless_rusm_loop_says_asyncio(
     nodes: Nodes, london: Node
 ) -> None:
-    assert "uvloop loop, busy-wait 200 us" in london.log_text()  # uvloop: the test extra
+    assert "uvloop loop, busy-wait 500 us" in london.log_text()  # uvloop: the test extra
     oslo = nodes.start("oslo", "--busy-wait", "0", env={"RUSM_LOOP": "asyncio"})
     assert "asyncio loop, busy-wait off" in oslo.log_text()
     assert oslo.stop() == 0
     bad = failed(rusm(nodes.home, "node", "start", "bergen", "--busy-wait", "1"), code=2)
     assert "--busy-wait" in bad and "0<=x<=0.01" in bad, bad
+    bad = failed(rusm(nodes.home, "node", "start", "bergen", "--busy-wait", "nan"), code=2)
+    assert "--busy-wait" in bad and "not a number" in bad, bad
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,12 @@ def node_group() -> None:
     """Run nodes (rusm node start NAME) and list the running ones."""
 
 
+def _finite(value: float, param: click.Parameter) -> float:
+    if not math.isfinite(value):  # FloatRange lets nan through
+        raise click.BadParameter(f"{value} is not a number of seconds", param=param)
+    return value
+
+
 @node_group.command("start")
 @click.argument("name")
 @click.option("--listen", type=ADDRESS, default="127.0.0.1:0", show_default=True,
@@ -70,7 +77,7 @@ def node_group() -> None:
 @click.option("--allow-reload", "allow_reload", multiple=True, metavar="MODULE",
               help="A module rusm reload may hot-reload here (repeatable; none by default).")
 @click.option("--busy-wait", type=click.FloatRange(min=0, max=MAX_BUSY_WAIT),
-              default=DEFAULT_BUSY_WAIT,
+              default=DEFAULT_BUSY_WAIT, callback=lambda ctx, param, v: _finite(v, param),
               show_default=True, metavar="S",
               help="Seconds the loop keeps polling after each send (0 = off).")
 def node_start_command(

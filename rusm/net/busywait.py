@@ -9,25 +9,26 @@ node keeps its loop turning (a ``call_soon`` callback that re-schedules
 itself, so each turn polls with a zero timeout) until ``seconds`` have passed
 since the last send. Erlang's schedulers do the same (``+sbwt``).
 
-Each spinning turn calls ``sched_yield``, so a process that has real work
-on the same CPU gets it rather than waiting for the spinner's time slice to
-end. An idle node does not spin: only sends start it. ``seconds`` 0 turns it
-off.
+Each spinning turn calls ``sched_yield``, a hint to the OS scheduler that a
+process with real work on the same CPU may go first. An idle node does not
+spin: only sends start it. ``seconds`` 0 turns it off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 __all__ = ["DEFAULT_BUSY_WAIT", "MAX_BUSY_WAIT", "BusyWait", "check_busy_wait"]
 
-DEFAULT_BUSY_WAIT = 0.0002
+DEFAULT_BUSY_WAIT = 0.0005
 """A node's busy-wait unless configured (seconds): see docs/OPERATIONS.md."""
 MAX_BUSY_WAIT = 0.01
 """The longest busy-wait a node accepts (seconds)."""
 
 _yield = getattr(os, "sched_yield", lambda: None)
+_now = time.perf_counter
 
 
 def check_busy_wait(seconds: float) -> None:
@@ -37,11 +38,17 @@ def check_busy_wait(seconds: float) -> None:
 
 
 class BusyWait:
-    """Keeps one event loop polling for ``seconds`` after each :meth:`poke`."""
+    """Keeps one event loop polling for ``seconds`` after each :meth:`poke`.
+
+    It keeps time with ``time.perf_counter``: uvloop's ``loop.time()`` moves
+    in 1 ms steps, which would stretch 500 us to anything up to a millisecond.
+    """
 
     def __init__(self, seconds: float) -> None:
         check_busy_wait(seconds)
         self.seconds = seconds
+        self.pokes = 0
+        """Sends that asked for it so far."""
         self.turns = 0
         """Loop turns spent polling so far."""
         self._until = 0.0
@@ -57,9 +64,13 @@ class BusyWait:
 
     def poke(self, loop: asyncio.AbstractEventLoop) -> None:
         """Something was sent: keep ``loop`` polling for ``seconds`` from now."""
-        if not self.seconds or self._closed:
+        if not self.seconds or self._closed or loop.is_closed():
             return
-        self._until = loop.time() + self.seconds
+        self.pokes += 1
+        self._until = _now() + self.seconds
+        if self._handle is not None and self._loop is not loop:
+            self._handle.cancel()  # a node moved to another loop: follow it
+            self._stopped()
         if self._handle is None:
             self._loop = loop
             self._handle = loop.call_soon(self._spin)
@@ -67,8 +78,8 @@ class BusyWait:
     def _spin(self) -> None:
         loop = self._loop
         assert loop is not None
-        if loop.time() < self._until:
-            self.turns += 1
+        self.turns += 1
+        if _now() < self._until:
             self._handle = loop.call_soon(self._spin)
             _yield()
         else:
@@ -78,14 +89,15 @@ class BusyWait:
         self._handle = None
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
-            if not fut.done():
+            if not fut.done() and not fut.get_loop().is_closed():
                 fut.set_result(None)
 
     async def wait_stopped(self) -> None:
         """Return once the loop is no longer kept awake."""
-        if self._handle is None or self._loop is None:
+        loop = asyncio.get_running_loop()
+        if self._handle is None or self._loop is not loop:
             return
-        fut = self._loop.create_future()
+        fut = loop.create_future()
         self._waiters.append(fut)
         await fut
 

@@ -295,20 +295,22 @@ class ClusterNode:
         if self._closing:
             return
         self._closing = True
-        for closer in reversed(self._closers):
-            await closer()
-        for task in list(self._answering):
-            task.cancel()
-        await asyncio.gather(*self._answering, return_exceptions=True)
-        self.runtime.close()
-        await self.runtime.wait_closed()
-        for link in list(self._links.values()):
-            link.abort(ErrorCode.NO_ERROR, f"node {self.name} is closing")
-        for link in list(self._transports):
-            self._forget(link)
-        if self._server is not None:
-            self._server.close()  # type: ignore[no-untyped-call]
-        self.busy_wait.close()
+        try:
+            for closer in reversed(self._closers):
+                await closer()
+            for task in list(self._answering):
+                task.cancel()
+            await asyncio.gather(*self._answering, return_exceptions=True)
+            self.runtime.close()
+            await self.runtime.wait_closed()
+            for link in list(self._links.values()):
+                link.abort(ErrorCode.NO_ERROR, f"node {self.name} is closing")
+            for link in list(self._transports):
+                self._forget(link)
+            if self._server is not None:
+                self._server.close()  # type: ignore[no-untyped-call]
+        finally:
+            self.busy_wait.close()
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Have ``close`` await ``closer()`` first (latest first): services

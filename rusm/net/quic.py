@@ -209,18 +209,18 @@ class QuicLink(QuicConnectionProtocol):
         quic = self._quic
         core = quic._core
         timer_at = None
+        sent = False
         if core is not None:
             now = self._loop_time()
             sendto = self._transport.sendto  # type: ignore[union-attr]
             try:
-                datagram = quic._call_core(core.poll_transmit, now)
-                if datagram is not None and self._busy_wait is not None:
-                    self._busy_wait.poke(self._loop)  # the answer will find us awake
-                while datagram is not None:
+                while (datagram := quic._call_core(core.poll_transmit, now)) is not None:
                     sendto(datagram[0], datagram[1])
-                    datagram = quic._call_core(core.poll_transmit, now)
+                    sent = True
             except QuicConnectionError as e:
                 log.debug("link %s: the engine could not transmit: %s", self._describe(), e)
+            if sent and self._busy_wait is not None:
+                self._busy_wait.poke(self._loop)  # the answer will find us awake
             timer = core.get_timer()  # (kind, when) or None
             if timer is not None:
                 timer_at = timer[1]
