@@ -536,19 +536,23 @@ class FrameDecoder:
             buf = data
         end = len(buf)
         pos = 0
+        # Locals: this loop runs once per frame on the message path.
+        header, max_frame, append, decode = _HEADER.unpack_from, self.max_frame, \
+            self._events.append, self._decode
+        whole = buf.__class__ is bytes  # a slice of bytes is bytes already
         try:
             while end - pos >= 4:
-                size = _HEADER.unpack_from(buf, pos)[0]
-                if size > self.max_frame:
+                size = header(buf, pos)[0]
+                if size > max_frame:
                     raise FrameTooLarge(
                         f"remote peer announced a frame of {size} bytes on a {self.kind} "
-                        f"stream; the limit is {self.max_frame}"
+                        f"stream; the limit is {max_frame}"
                     )
                 start = pos + 4
                 if end - start < size:
                     break
                 pos = start + size
-                self._events.append(self._decode(bytes(buf[start:pos])))
+                append(decode(buf[start:pos] if whole else bytes(buf[start:pos])))  # type: ignore[arg-type]
         except ProtocolError as e:
             self._failed = e
             self._buffer = bytearray()
