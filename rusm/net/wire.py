@@ -537,9 +537,8 @@ class FrameDecoder:
         end = len(buf)
         pos = 0
         # Locals: this loop runs once per frame on the message path.
-        header, max_frame, append, decode = _HEADER.unpack_from, self.max_frame, \
-            self._events.append, self._decode
-        whole = buf.__class__ is bytes  # a slice of bytes is bytes already
+        header, max_frame = _HEADER.unpack_from, self.max_frame
+        append, decode = self._events.append, self._decode
         try:
             while end - pos >= 4:
                 size = header(buf, pos)[0]
@@ -552,7 +551,7 @@ class FrameDecoder:
                 if end - start < size:
                     break
                 pos = start + size
-                append(decode(buf[start:pos] if whole else bytes(buf[start:pos])))  # type: ignore[arg-type]
+                append(decode(bytes(buf[start:pos])))
         except ProtocolError as e:
             self._failed = e
             self._buffer = bytearray()
