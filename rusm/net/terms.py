@@ -118,6 +118,7 @@ _packb = ormsgpack.packb
 _unpackb = ormsgpack.unpackb
 _Ext = ormsgpack.Ext
 _U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
 _PID_HEAD = struct.Struct(">QI")  # serial, creation
 _U32_MAX = 2**32 - 1
 _CACHE_SIZE = 4096  # pids kept by the encoder and by the decoder
@@ -341,15 +342,29 @@ _heads_out: dict[tuple[int, int], tuple[Any, Any, bytes]] = {}
 _ref_nodes: set[str] = set()  # node names of Refs already checked
 
 
-def _ext_bytes(tag: int, payload: bytes) -> bytes:
-    """An ext's bytes as ormsgpack writes them (fixext for 1, 2, 4, 8, 16 bytes)."""
-    n = len(payload)
+def _ext_head(tag: int, n: int) -> bytes:
+    """The header of an ext of ``n`` payload bytes, as ormsgpack writes it
+    (fixext for 1, 2, 4, 8, 16 bytes)."""
     fixed = _FIXEXT_OF.get(n)
     if fixed is not None:
-        return bytes((fixed, tag)) + payload
+        return bytes((fixed, tag))
     if n < 256:
-        return bytes((0xC7, n, tag)) + payload
-    return _packb(_Ext(tag, payload))
+        return bytes((0xC7, n, tag))
+    if n < 65536:
+        return bytes((0xC8, n >> 8, n & 0xFF, tag))
+    return b"\xc9" + _U32.pack(n) + bytes((tag,))
+
+
+def _ext_bytes(tag: int, payload: bytes) -> bytes:
+    """An ext's bytes as ormsgpack writes them."""
+    return _ext_head(tag, len(payload)) + payload
+
+
+# Looked up, not built, per frame: the array and type bytes a pair frame opens
+# with (4 or 5 items, a fixint type), and a tuple ext's header by payload size.
+_OPEN4 = [bytes((0x94, t)) for t in range(128)]
+_OPEN5 = [bytes((0x95, t)) for t in range(128)]
+_TUPLE_HEAD = [_ext_head(EXT_TUPLE, n) for n in range(256)]
 
 
 def pack_pair(
@@ -373,7 +388,7 @@ def pack_pair(
                 _heads_out.clear()
             _heads_out[(id(src), id(dst))] = (src, dst, head)
         if ref is None:
-            parts = [bytes((0x94, type_)), head]
+            parts = [_OPEN4[type_], head]
         else:
             node = ref.node
             if ref.__class__ is not Ref or node not in _ref_nodes:
@@ -382,12 +397,17 @@ def pack_pair(
                 if len(_ref_nodes) >= _CACHE_SIZE:
                     _ref_nodes.clear()
                 _ref_nodes.add(node)
-            parts = [bytes((0x95, type_)), head, _ext_bytes(EXT_REF, _id_payload(node, ref.serial))]
+            parts = [_OPEN5[type_], head, _ext_bytes(EXT_REF, _id_payload(node, ref.serial))]
         t = term.__class__
         if t is tuple:
-            data = _ext_bytes(EXT_TUPLE, _packb(list(term), default=_DEFAULTS[1], option=_OPT))
+            # Its header and its payload (the items' array) go to the join apart.
+            data = _packb(list(term), default=_DEFAULTS[1], option=_OPT)
+            n = len(data)
+            parts.append(_TUPLE_HEAD[n] if n < 256 else _ext_head(EXT_TUPLE, n))
         else:
             data = _packb(term, default=_DEFAULT, option=_OPT)
+        # Each level of nesting has a container header byte: no more of them
+        # than max_depth, no more levels (or pack_fields measures).
         if t not in _FLAT_TYPES and len(data) > max_depth and (
             len(data.translate(None, _NOT_CONTAINER)) > max_depth
         ):
