@@ -353,6 +353,24 @@ def test_several_frames_in_one_chunk_all_come_out_in_order() -> None:
     assert decoder.buffered == 0
 
 
+def test_a_large_frame_gathers_from_datagram_sized_chunks() -> None:
+    # Larger than what the decoder holds as bytes (it gathers it in place),
+    # then a small frame and the start of another in the chunk that ends it.
+    frames = [Msg(LONDON, TOKYO, b"L" * 200_000), Msg(LONDON, TOKYO, b"s"), Msg(LONDON, TOKYO, 7)]
+    stream = b"".join(encode_frame(frame) for frame in frames)
+    decoder = pair_decoder()
+    got: list[Frame] = []
+    for i in range(0, len(stream), 1200):
+        chunk = stream[i : i + 1200]
+        decoder.receive_data(bytearray(chunk) if i % 2400 else chunk)  # bytearray too
+        got += decoder.events()
+        if len(got) < 3:
+            done = sum(len(encode_frame(f)) for f in got)
+            assert decoder.buffered == min(i + 1200, len(stream)) - done
+    assert got == frames
+    assert decoder.buffered == 0
+
+
 def test_a_frame_over_the_senders_limit_is_refused_at_the_sender() -> None:
     limits = WireLimits(max_message_frame=100)
     encode_frame(Msg(LONDON, TOKYO, b"x" * 50), limits)

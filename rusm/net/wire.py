@@ -116,6 +116,8 @@ GOSSIP_OPS = frozenset({"sync", "add", "remove"})
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
 _HEADER = struct.Struct(">I")
+_GATHER = 16384
+"""A frame announced larger than this gathers in a bytearray (see FrameDecoder)."""
 
 
 @dataclass(frozen=True)
@@ -504,7 +506,12 @@ class FrameDecoder:
         self.max_frame = max_frame
         self.max_depth = max_depth
         self._pair_stream = kind == "pair"
-        self._buffer = bytearray()
+        # The start of a frame not complete yet: bytes, so that frames are
+        # sliced from it without a copy more; a bytearray instead while a
+        # frame larger than _GATHER gathers (``_need`` bytes in all), so that
+        # a long frame is not copied again with each chunk.
+        self._buffer: bytes | bytearray = b""
+        self._need = 0
         self._events: list[Frame] = []
         self._failed: ProtocolError | None = None
         self._hello = False  # control: Hello seen
@@ -528,14 +535,20 @@ class FrameDecoder:
         """Take the next bytes of the stream; decode every frame they complete."""
         if self._failed is not None:
             raise self._failed
-        buf: bytes | bytearray
-        if self._buffer:
-            self._buffer += data
-            buf = self._buffer
-        else:
+        if data.__class__ is not bytes:
+            data = bytes(data)  # a caller's bytearray or memoryview
+        buf = self._buffer
+        if not buf:
             buf = data
+        elif buf.__class__ is bytes:
+            buf += data
+        else:
+            buf += data  # the bytearray of a large frame, in place
+            if len(buf) < self._need:
+                return
+            buf = bytes(buf)
         end = len(buf)
-        pos = 0
+        pos = size = 0
         # Locals: this loop runs once per frame on the message path.
         header, max_frame = _HEADER.unpack_from, self.max_frame
         append, decode = self._events.append, self._decode
@@ -551,15 +564,19 @@ class FrameDecoder:
                 if end - start < size:
                     break
                 pos = start + size
-                append(decode(bytes(buf[start:pos])))
+                size = 0
+                append(decode(buf[start:pos]))
         except ProtocolError as e:
             self._failed = e
-            self._buffer = bytearray()
+            self._buffer = b""
             raise
-        if buf is self._buffer:
-            del self._buffer[:pos]
-        elif pos < end:
+        if pos == end:
+            self._buffer = b""
+        elif size > _GATHER:
             self._buffer = bytearray(buf[pos:])
+            self._need = 4 + size
+        else:
+            self._buffer = buf[pos:] if pos else buf
 
     def receive_eof(self) -> None:
         """The stream ended; raises :class:`TruncatedFrame` if a frame is incomplete."""
@@ -567,7 +584,7 @@ class FrameDecoder:
             raise self._failed
         if self._buffer:
             held = len(self._buffer)
-            self._buffer = bytearray()
+            self._buffer = b""
             self._failed = TruncatedFrame(
                 f"remote peer ended a {self.kind} stream inside a frame ({held} bytes held)"
             )
