@@ -284,6 +284,10 @@ class Runtime:
             self.dead_letters += 1
             log.debug("dead letter to %s", dest)
             return
+        self._enqueue(src, proc, msg)
+
+    def _enqueue(self, src: Pid, proc: Process, msg: Any) -> None:
+        """Put ``msg`` from ``src`` in a live local process's mailbox."""
         mb = proc._mailbox
         if not mb:  # it fills from empty: an observer keeping totals hears of it
             if mb is None:
@@ -631,7 +635,7 @@ class Runtime:
             self.dead_letters += 1
             log.debug("dead letter from %s to %s", src, dst)
             return
-        self._send(src, proc.pid, msg)  # the trace of proc names its sender
+        self._enqueue(src, proc, msg)  # the trace of proc names its sender
 
     def remote_call(self, src: Pid, dst: Pid | str, ref: Ref, request: Any) -> None:
         """A call from another node. It implies a monitor of the callee by the

@@ -95,10 +95,21 @@ class LinkState(enum.Enum):
     """Aborted by this node or lost; nothing flows any more."""
 
 
+_name_crc: dict[str, int] = {}  # crc32 of the names sent to lately
+_NAMES_KEPT = 4096
+
+
 def lane_of(src: Pid, dst: Pid | str, lanes: int) -> int:
     """The lane of the pair (src, dst): the same pair, the same lane, always
     and in every run (a name's hash is crc32, not Python's salted ``hash``)."""
-    d = dst.serial if dst.__class__ is Pid else crc32(dst.encode())  # type: ignore[union-attr]
+    if isinstance(dst, str):
+        d = _name_crc.get(dst)
+        if d is None:
+            if len(_name_crc) >= _NAMES_KEPT:
+                _name_crc.clear()
+            d = _name_crc[dst] = crc32(dst.encode())
+    else:
+        d = dst.serial
     return (src.serial * 0x9E3779B1 + d) % lanes
 
 

@@ -678,15 +678,22 @@ class _Router:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
         self.rt = node.runtime
+        self._peers = node._peers  # the node's own dict, never replaced
 
     def _peer(self, dst: RemoteDest) -> tuple[LinkProtocol | None, Pid | str]:
         if dst.__class__ is Pid:
-            return self.node._peers.get(dst.node), dst
+            return self._peers.get(dst.node), dst
         name, node = dst  # type: ignore[misc]
-        return self.node._peers.get(node), name
+        return self._peers.get(node), name
 
     def send(self, src: Pid, dst: RemoteDest, msg: Any) -> None:
-        peer, d = self._peer(dst)
+        # _peer inlined: this runs once per message sent to another node.
+        d: Pid | str
+        if dst.__class__ is Pid:
+            peer, d = self._peers.get(dst.node), dst
+        else:
+            d, node = dst  # type: ignore[misc]
+            peer = self._peers.get(node)
         if peer is None:
             self.rt.count_dead_letter()
             return
