@@ -12,7 +12,7 @@ import pytest
 from rusm.actors import Process, Runtime
 from rusm.net import ClusterCa, ClusterConfig, ClusterNode
 from rusm.net.errors import DuplicateNode, HelloExpected, HelloTimeout, NodeNotConnected
-from rusm.net.link import LinkProtocol, LinkState, lane_of
+from rusm.net.link import FLUSH_BYTES, FLUSH_FIRST, LinkProtocol, LinkState, lane_of
 from rusm.net.wire import Msg, encode_frame
 
 from .helpers import probe, until
@@ -60,11 +60,12 @@ async def close_nodes() -> Any:
 
 
 def linked(
-    a: ClusterNode, b: ClusterNode, wakeup: Any = lambda: None
+    a: ClusterNode, b: ClusterNode, wakeup: Any = lambda: None, flush: Any = None
 ) -> tuple[LinkProtocol, LinkProtocol, Wire]:
     """a connects to b: their protocols, the handshake done, nothing sent yet.
-    ``wakeup`` is what a's side calls when it has something to send."""
-    a_side = LinkProtocol(a, True, lambda: list(b.identity.chain), wakeup)
+    ``wakeup`` is what a's side calls when it has something to send, and
+    ``flush`` (if given) when it holds enough to send at once."""
+    a_side = LinkProtocol(a, True, lambda: list(b.identity.chain), wakeup, flush)
     b_side = LinkProtocol(b, False, lambda: list(a.identity.chain), lambda: None)
     for side in (a_side, b_side):
         side.handshake_done()
@@ -153,3 +154,59 @@ async def test_a_lost_link_fails_its_pending_requests_and_reports_the_node_down(
     with pytest.raises(NodeNotConnected):
         await pending
     assert conn.state is LinkState.CLOSED and tokyo.nodes() == []
+
+
+async def test_a_large_lump_is_flushed_in_doubling_pieces_and_a_new_turn_starts_small(
+    ca: ClusterCa,
+) -> None:
+    """What one step sends is not held to the turn's end: the protocol asks
+    the adapter to flush at FLUSH_FIRST lane bytes, then at twice that, up to
+    FLUSH_BYTES; the turn's own flush starts the count again."""
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    pieces: list[int] = []
+
+    def flush() -> None:  # what the QUIC adapter does: take it all now
+        _, lanes = conn.data_to_send()
+        pieces.append(sum(map(len, lanes.values())))
+        for lane, data in lanes.items():
+            lis.receive_lane((id(conn), lane), data, False)  # the key Wire uses
+
+    conn, lis, wire = linked(tokyo, london, flush=flush)
+    wire.pump()
+    got: list[int] = []
+
+    async def sink(proc: Process) -> None:
+        while True:
+            got.append(await proc.receive())
+
+    target = london.runtime.spawn(sink)
+    src = await probe(tokyo.runtime)
+    frame = len(encode_frame(Msg(src.pid, target, 0)))
+    for i in range(3000):  # one step's worth: about 30 times FLUSH_BYTES
+        src.proc.send(target, i % 100)
+    assert len(pieces) > 3
+    want = FLUSH_FIRST
+    for piece in pieces:
+        assert want <= piece < want + frame, pieces
+        want = min(2 * want, FLUSH_BYTES)
+    assert max(pieces) < FLUSH_BYTES + frame
+    wire.pump()  # the end of the turn: what is left goes
+    before = len(pieces)
+    for _ in range(FLUSH_FIRST // frame + 1):  # the next turn flushes at FLUSH_FIRST again
+        src.proc.send(target, 0)
+    assert len(pieces) == before + 1 and FLUSH_FIRST <= pieces[-1] < FLUSH_FIRST + frame
+    wire.pump()
+    await until(lambda: len(got) == 3000 + FLUSH_FIRST // frame + 1, "every message")
+    assert got[:3000] == [i % 100 for i in range(3000)]  # in order, across the pieces
+
+
+async def test_without_a_flush_callback_everything_waits_for_the_turn(ca: ClusterCa) -> None:
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    conn, _, wire = linked(tokyo, london)
+    wire.pump()
+    target = (await probe(london.runtime)).pid
+    src = await probe(tokyo.runtime)
+    for i in range(3000):
+        src.proc.send(target, i)
+    _, lanes = conn.data_to_send()
+    assert sum(map(len, lanes.values())) > 10 * FLUSH_BYTES  # all of it, held

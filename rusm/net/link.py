@@ -85,6 +85,16 @@ log = logging.getLogger("rusm.net.link")
 MAX_ERROR_MESSAGE = 2000
 """Characters of an error message an RPC response carries at most."""
 
+FLUSH_FIRST = 1536
+FLUSH_BYTES = 12 * 1024
+"""Lane bytes that, once queued, are handed to the adapter at once rather
+than at the end of the loop turn: :data:`FLUSH_FIRST` in a turn, then twice
+as many each time, up to this. A process that answers a thousand messages
+in one step would otherwise send them as one lump at its end while the peer
+waits, and two nodes would take turns; this way the peer starts on the
+first of them meanwhile. A flush has a fixed cost, hence the doubling: a
+small lump is split once or twice, a large one mostly in big pieces."""
+
 
 class LinkState(enum.Enum):
     HELLO = "hello"
@@ -132,7 +142,9 @@ class LinkProtocol:
     """One link's protocol: hello, lanes, dispatch and the control RPC.
 
     ``wakeup`` is called (once) when there is something to send, so the
-    adapter can schedule one flush for this loop turn. A violation by the
+    adapter can schedule one flush for this loop turn; ``flush``, if given,
+    when :data:`FLUSH_BYTES` are queued on lanes, so the adapter sends them
+    now (it calls :meth:`data_to_send` then). A violation by the
     peer raises a :class:`~rusm.net.wire.ProtocolError` from the call that
     revealed it; the adapter then closes the link with its code.
     """
@@ -143,6 +155,7 @@ class LinkProtocol:
         outbound: bool,
         peer_chain: Callable[[], list[x509.Certificate]],
         wakeup: Callable[[], None],
+        flush: Callable[[], None] | None = None,
     ) -> None:
         config = node.config
         self.node = node
@@ -164,6 +177,10 @@ class LinkProtocol:
         self.ready: asyncio.Future[LinkProtocol] = asyncio.get_running_loop().create_future()
         self._peer_chain = peer_chain
         self._wakeup = wakeup
+        self._flush = flush
+        self._lane_bytes = 0  # queued on lanes since data_to_send
+        self._flush_at = FLUSH_FIRST  # lane bytes that make _lane flush now
+        self._early = False  # the flush under way is _lane's
         self._accepted = False  # listener: we accepted its hello, it has not acked ours
         self._dispatch = _dispatch_table(node)
         self._control_in = FrameDecoder(
@@ -303,6 +320,12 @@ class LinkProtocol:
         self._control_out = []
         self._lane_out = {}
         self._pending = False
+        self._lane_bytes = 0
+        if self._early:  # the next one, later in this turn, waits for twice as much
+            self._early = False
+            self._flush_at = min(2 * self._flush_at, FLUSH_BYTES)
+        else:  # the end of a turn
+            self._flush_at = FLUSH_FIRST
         return control, lanes
 
     def _queued(self) -> None:
@@ -343,6 +366,10 @@ class LinkProtocol:
             self._queued()
         else:
             chunks.append(data)
+        self._lane_bytes += len(data)
+        if self._lane_bytes >= self._flush_at and self._flush is not None:
+            self._early = True
+            self._flush()  # it takes data_to_send(), which starts the count again
 
     def gossip(self, op: str, entries: tuple[tuple[str, Pid], ...]) -> None:
         """Send registry news; more than one control frame holds goes as

@@ -102,6 +102,7 @@ from qh3._hazmat import Buffer, BufferReadError, CryptoError
 from qh3._hazmat import Certificate as X509Certificate
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection
+from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
 from qh3.quic.tls_bridge import QuicTlsBridge
 
 from .tls import Identity, PeerRejected, verify_peer
@@ -178,6 +179,12 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_loop_time"),
     ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_transport"),
     ("qh3.asyncio.protocol.QuicConnectionProtocol", "_handle_timer"),
+    # A client advertising the datagram size it sends (_WideClientBridge).
+    ("qh3.tls.Context", "handshake_extensions"),
+    ("qh3.quic.tls_bridge.QuicTlsBridge", "serialize_transport_parameters"),
+    ("qh3.quic.packet", "pull_quic_transport_parameters"),
+    ("qh3.quic.packet", "push_quic_transport_parameters"),
+    ("qh3.quic.packet.QuicTransportParameters", "max_udp_payload_size"),
 )
 """Every qh3 name below its documented API that RUSM relies on (this module
 and the link's transmit in :mod:`rusm.net.quic`).
@@ -192,6 +199,7 @@ _ARITIES = {
     ("qh3.tls.Context", "_server_handle_hello"): 5,
     ("qh3.tls.Context", "_server_handle_finished"): 3,
     ("qh3.quic.connection.QuicConnection", "_create_tls"): 2,
+    ("qh3.quic.tls_bridge.QuicTlsBridge", "serialize_transport_parameters"): 1,
 }
 
 _SA = qtls.SignatureAlgorithm
@@ -610,6 +618,29 @@ class _VerifyingClientTls(qtls.Context):
         super()._client_handle_certificate_verify(input_buf)  # the signature, qh3's checks
 
 
+QH3_CLIENT_UDP_PAYLOAD = 1472
+"""The max_udp_payload_size a qh3 client always advertises, whatever it may
+send itself: it caps the datagrams the server sends it."""
+
+
+class _WideClientBridge(QuicTlsBridge):
+    """A client's bridge that advertises the datagram size it sends
+    (``max_datagram_size``) as the largest it takes, in place of qh3's fixed
+    :data:`QH3_CLIENT_UDP_PAYLOAD`, so a server may answer in datagrams as
+    large: what a loopback link wants (see :func:`make_configuration`)."""
+
+    _rusm_udp_payload: int
+
+    def serialize_transport_parameters(self) -> bytes:
+        params = pull_quic_transport_parameters(
+            Buffer(data=super().serialize_transport_parameters())
+        )
+        params.max_udp_payload_size = self._rusm_udp_payload
+        buf = Buffer(capacity=4096)
+        push_quic_transport_parameters(buf, params)
+        return buf.data
+
+
 class _VerifyingClientConnection(QuicConnection):
     _rusm_identity: Identity
 
@@ -619,6 +650,18 @@ class _VerifyingClientConnection(QuicConnection):
         context.__class__ = _VerifyingClientTls
         assert isinstance(context, _VerifyingClientTls)
         context._rusm_identity = self._rusm_identity
+        size = self.configuration.max_datagram_size
+        if size > QH3_CLIENT_UDP_PAYLOAD:
+            bridge.__class__ = _WideClientBridge
+            assert isinstance(bridge, _WideClientBridge)
+            bridge._rusm_udp_payload = size
+            # The bridge wrote its parameters into the ClientHello's extensions
+            # as it was made: write them again.
+            kind = qtls.ExtensionType.QUIC_TRANSPORT_PARAMETERS
+            context.handshake_extensions = [
+                (k, bridge.serialize_transport_parameters() if k == kind else v)
+                for k, v in context.handshake_extensions
+            ]
         return bridge
 
 
@@ -686,13 +729,16 @@ def make_configuration(
     idle_timeout: float,
     max_data: int | None = None,
     max_stream_data: int | None = None,
+    max_datagram_size: int | None = None,
 ) -> QuicConfiguration:
     """A qh3 configuration presenting ``identity`` and trusting only its anchors.
 
     ALPN ``rusm/1``, peer certificates required, no session tickets.
     ``max_data`` / ``max_stream_data`` set the flow-control windows (qh3's
-    defaults, 15 MiB and 6 MiB, when None). Neither side checks its peer's
-    chain with this alone: a server made with it must go through
+    defaults, 15 MiB and 6 MiB, when None). ``max_datagram_size`` the
+    datagrams it sends (qh3's default 1,280 bytes, with path MTU probing on
+    a client, when None); a client advertises it as the largest it takes.
+    Neither side checks its peer's chain with this alone: a server made with it must go through
     :func:`require_client_certificates` (qh3 does not check clients) and a
     client through :func:`verify_server_certificates`. qh3's own client chain
     check is off: it cannot take a self-signed leaf as an anchor (a shared
@@ -712,6 +758,8 @@ def make_configuration(
         config.max_data = max_data
     if max_stream_data is not None:
         config.max_stream_data = max_stream_data
+    if max_datagram_size is not None:
+        config.max_datagram_size = max_datagram_size
     config.load_cert_chain(identity.chain_pem, identity.key_pem)
     if is_client:
         config.verify_mode = ssl.CERT_NONE  # verify_server_certificates checks the chain

@@ -45,7 +45,15 @@ from .errors import (
 from .link import LinkProtocol
 from .messages import NodeDown
 from .mtls import make_configuration
-from .quic import Listener, QuicLink, dial, listen, listening_on
+from .quic import (
+    LOOPBACK_DATAGRAM_SIZE,
+    Listener,
+    QuicLink,
+    dial,
+    is_loopback,
+    listen,
+    listening_on,
+)
 from .registry import Entries, GlobalRegistry
 from .tls import Identity, is_read_only, validate_node_name
 from .waits import local_waits
@@ -194,13 +202,15 @@ class ClusterNode:
                 f"(rusm cert issue {name} --ca CA_DIR --out DIR)"
             )
         node = cls(name, runtime, identity, config or ClusterConfig(), hidden)
-        config = node._configuration(is_client=False)
+        config = node._configuration(is_client=False, loopback=is_loopback(addr[0]))
         node._server = await listen(addr[0], addr[1], config, node._link_factory(outbound=False))
         node._keeper = runtime.spawn(_keeper, node.registry, label="rusm.global")
         log.info("node %s listening on %s", name, node.local_addr())
         return node
 
-    def _configuration(self, is_client: bool) -> Any:
+    def _configuration(self, is_client: bool, loopback: bool) -> Any:
+        """The engine's settings; ``loopback``: every peer is on this host
+        (a listener bound to loopback, a connection to a loopback address)."""
         config = self.config
         return make_configuration(
             self.identity,
@@ -208,6 +218,7 @@ class ClusterNode:
             idle_timeout=config.idle_timeout,
             max_data=config.max_inbound_bytes // 2,
             max_stream_data=config.limits.max_message_frame + 4,
+            max_datagram_size=LOOPBACK_DATAGRAM_SIZE if loopback else None,
         )
 
     def _link_factory(self, outbound: bool) -> Callable[..., QuicLink]:
@@ -222,7 +233,7 @@ class ClusterNode:
         )
 
     def _make_protocol(self, link: QuicLink, outbound: bool) -> LinkProtocol:
-        protocol = LinkProtocol(self, outbound, lambda: link.peer_chain, link.wakeup)
+        protocol = LinkProtocol(self, outbound, lambda: link.peer_chain, link.wakeup, link.flush)
         self._links[protocol] = link
         return protocol
 
@@ -248,7 +259,9 @@ class ClusterNode:
         if self._closing:
             raise RuntimeError(f"node {self.name} is closed")
         transport, link = await dial(
-            self._configuration(is_client=True), self._link_factory(outbound=True), addr
+            self._configuration(is_client=True, loopback=is_loopback(addr[0])),
+            self._link_factory(outbound=True),
+            addr,
         )
         self._transports[link] = transport
         peer = link.protocol
