@@ -143,8 +143,8 @@ class LinkProtocol:
 
     ``wakeup`` is called (once) when there is something to send, so the
     adapter can schedule one flush for this loop turn; ``flush``, if given,
-    when :data:`FLUSH_BYTES` are queued on lanes, so the adapter sends them
-    now (it calls :meth:`data_to_send` then). A violation by the
+    when a turn has queued enough on lanes that they should go now (see
+    :data:`FLUSH_BYTES`; it calls :meth:`data_to_send` then). A violation by the
     peer raises a :class:`~rusm.net.wire.ProtocolError` from the call that
     revealed it; the adapter then closes the link with its code.
     """
@@ -322,7 +322,6 @@ class LinkProtocol:
         self._pending = False
         self._lane_bytes = 0
         if self._early:  # the next one, later in this turn, waits for twice as much
-            self._early = False
             self._flush_at = min(2 * self._flush_at, FLUSH_BYTES)
         else:  # the end of a turn
             self._flush_at = FLUSH_FIRST
@@ -369,7 +368,10 @@ class LinkProtocol:
         self._lane_bytes += len(data)
         if self._lane_bytes >= self._flush_at and self._flush is not None:
             self._early = True
-            self._flush()  # it takes data_to_send(), which starts the count again
+            try:
+                self._flush()  # it takes data_to_send(), which starts the count again
+            finally:
+                self._early = False
 
     def gossip(self, op: str, entries: tuple[tuple[str, Pid], ...]) -> None:
         """Send registry news; more than one control frame holds goes as
