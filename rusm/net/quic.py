@@ -10,7 +10,10 @@ returns from ``data_to_send()``.
 Streams: the connecting side opens the control stream (the first
 bidirectional stream). Each side opens its own lanes, unidirectional streams
 that live as long as the link, the first time a pair hashed to that lane
-sends. Per loop turn: one write per lane with pending frames, one transmit.
+sends. Per loop turn: one write per lane with pending frames, one transmit,
+and more only when a turn queues more than the protocol's first flush
+(``rusm.net.link.FLUSH_FIRST``). A link between two ends on this host
+sends datagrams of :data:`LOOPBACK_DATAGRAM_SIZE`.
 """
 
 from __future__ import annotations
