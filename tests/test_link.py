@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from rusm.actors import Process, Runtime
+from rusm.actors.pid import Ref
 from rusm.net import ClusterCa, ClusterConfig, ClusterNode
 from rusm.net.errors import DuplicateNode, HelloExpected, HelloTimeout, NodeNotConnected
 from rusm.net.link import FLUSH_BYTES, FLUSH_FIRST, LinkProtocol, LinkState, lane_of
-from rusm.net.wire import Msg, encode_frame
+from rusm.net.wire import Monitor, Msg, encode_frame
 
 from .helpers import probe, until
 
@@ -210,3 +211,31 @@ async def test_without_a_flush_callback_everything_waits_for_the_turn(ca: Cluste
         src.proc.send(target, i)
     _, lanes = conn.data_to_send()
     assert sum(map(len, lanes.values())) > 10 * FLUSH_BYTES  # all of it, held
+
+
+async def test_answers_to_the_peers_frames_never_flush_early(ca: ClusterCa) -> None:
+    """Handling a batch of the peer's frames only queues what it answers
+    (noproc signals here): a flush in the middle of the batch could close the
+    link (max_outbound_bytes) and then hand a process the rest of the batch
+    after its noconnection Down. They go at the turn's end, in order."""
+    london, tokyo = node(ca, "london"), node(ca, "tokyo")
+    early: list[int] = []
+    conn = LinkProtocol(tokyo, True, lambda: list(london.identity.chain), lambda: None)
+    lis = LinkProtocol(
+        london, False, lambda: list(tokyo.identity.chain), lambda: None, lambda: early.append(1)
+    )
+    for side in (conn, lis):
+        side.handshake_done()
+    wire = Wire(conn, lis)
+    wire.pump()
+    src = await probe(tokyo.runtime)
+    watcher = await probe(london.runtime)
+    # 40 Monitors of names london does not have, each answered with a
+    # DownSignal (together well over FLUSH_FIRST bytes), then a message.
+    frames = [Monitor(src.pid, f"nobody{i}", Ref("tokyo", i)) for i in range(40)]
+    chunk = b"".join(encode_frame(f) for f in frames) + encode_frame(Msg(src.pid, watcher.pid, "m"))
+    lis.receive_lane(("from tokyo", 0), chunk, False)
+    assert early == []
+    _, lanes = lis.data_to_send()
+    assert sum(map(len, lanes.values())) > FLUSH_FIRST  # all 40 answers, queued
+    assert await watcher.next() == "m"

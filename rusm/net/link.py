@@ -181,6 +181,9 @@ class LinkProtocol:
         self._lane_bytes = 0  # queued on lanes since data_to_send
         self._flush_at = FLUSH_FIRST  # lane bytes that make _lane flush now
         self._early = False  # the flush under way is _lane's
+        # Handling the peer's frames (whose answers, such as noproc signals,
+        # only queue): no early flush, which could close the link mid-batch.
+        self._receiving = False
         self._accepted = False  # listener: we accepted its hello, it has not acked ours
         self._dispatch = _dispatch_table(node)
         self._control_in = FrameDecoder(
@@ -219,8 +222,12 @@ class LinkProtocol:
         if self.state is LinkState.CLOSED:
             return
         self._control_in.receive_data(data)
-        for frame in self._control_in.events():
-            self._control_frame(frame)
+        self._receiving = True
+        try:
+            for frame in self._control_in.events():
+                self._control_frame(frame)
+        finally:
+            self._receiving = False
         if end:
             raise UnexpectedFrame("the peer ended the control stream")
 
@@ -242,7 +249,11 @@ class LinkProtocol:
         if frames:
             if self.state is not LinkState.UP:
                 self._acked(frames[0])
-            self._pair_frames(frames)
+            self._receiving = True
+            try:
+                self._pair_frames(frames)
+            finally:
+                self._receiving = False
         if end:
             decoder.receive_eof()
             del self._lanes_in[lane]
@@ -366,7 +377,7 @@ class LinkProtocol:
         else:
             chunks.append(data)
         self._lane_bytes += len(data)
-        if self._lane_bytes >= self._flush_at and self._flush is not None:
+        if self._lane_bytes >= self._flush_at and self._flush is not None and not self._receiving:
             self._early = True
             try:
                 self._flush()  # it takes data_to_send(), which starts the count again

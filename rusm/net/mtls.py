@@ -185,6 +185,8 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("qh3.quic.packet", "pull_quic_transport_parameters"),
     ("qh3.quic.packet", "push_quic_transport_parameters"),
     ("qh3.quic.packet.QuicTransportParameters", "max_udp_payload_size"),
+    ("qh3.quic.packet.QuicTransportParameters", "greased_transport_parameter"),
+    ("qh3.quic.tls_bridge.QuicTlsBridge.__init__", "grease_transport_parameter"),
 )
 """Every qh3 name below its documented API that RUSM relies on (this module
 and the link's transmit in :mod:`rusm.net.quic`).
@@ -636,6 +638,8 @@ class _WideClientBridge(QuicTlsBridge):
             Buffer(data=super().serialize_transport_parameters())
         )
         params.max_udp_payload_size = self._rusm_udp_payload
+        # The parser skips the GREASE parameter as unknown: put qh3's back.
+        params.greased_transport_parameter = (self.grease_transport_parameter, b"")
         buf = Buffer(capacity=4096)
         push_quic_transport_parameters(buf, params)
         return buf.data

@@ -187,16 +187,20 @@ class QuicLink(QuicConnectionProtocol):
     def wakeup(self) -> None:
         """The protocol has something to send: flush once, later in this turn."""
         if self._flush is None and not self._dead:
-            self._flush = self._loop.call_soon(self.flush)
+            self._flush = self._loop.call_soon(self._turn_ends)
+
+    def _turn_ends(self) -> None:
+        # Scheduled once per turn that queued something, and run even if an
+        # early flush has sent it all since: the protocol's next turn then
+        # starts from its first flush threshold again.
+        self._flush = None
+        self.flush()
 
     def flush(self) -> None:
         """Write what the protocol queued (one write per stream) and transmit;
         close the link if the peer lets more than ``max_outbound_bytes`` pile up.
         The end of the turn calls it (see :meth:`wakeup`), and so does the
-        protocol when it holds a datagram's worth."""
-        if self._flush is not None:
-            self._flush.cancel()  # called before the turn's end: nothing left for it
-            self._flush = None
+        protocol when a turn has queued enough that it should go now."""
         if self._dead:
             return
         control, lanes = self.protocol.data_to_send()
