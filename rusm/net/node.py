@@ -80,6 +80,9 @@ READ_ONLY_REQUESTS = frozenset({"observe", "pids", "process_info"})
 """Control requests a peer with an observer certificate may make (the observe
 channel refuses its mutating commands itself)."""
 ENGINE_MAX_STREAMS = 100
+CLOSE_LINGER = 1.0
+"""Seconds ``close`` waits for each peer to acknowledge what its links were
+sent (the Down and exit signals of the stopped processes) before closing them."""
 """Concurrent streams of each kind qh3 lets a peer open (hard-coded there)."""
 
 
@@ -316,6 +319,7 @@ class ClusterNode:
             await asyncio.gather(*self._answering, return_exceptions=True)
             self.runtime.close()
             await self.runtime.wait_closed()
+            await self._drain_links()
             for link in list(self._links.values()):
                 link.abort(ErrorCode.NO_ERROR, f"node {self.name} is closing")
             for link in list(self._transports):
@@ -324,6 +328,17 @@ class ClusterNode:
                 self._server.close()  # type: ignore[no-untyped-call]
         finally:
             self.busy_wait.close()
+
+    async def _drain_links(self) -> None:
+        links = list(self._links.values())
+        if not links:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*(link.drain() for link in links)), CLOSE_LINGER)
+        except TimeoutError:
+            late = [link.protocol.name for link in links if not link.sent_all()]
+            log.info("node %s: closing links %s before their peers acknowledged everything",
+                     self.name, late)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Have ``close`` await ``closer()`` first (latest first): services

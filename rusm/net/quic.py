@@ -171,6 +171,7 @@ class QuicLink(QuicConnectionProtocol):
         self._control_sid: int | None = None
         self._lane_sids: dict[int, int] = {}
         self._flush: asyncio.Handle | None = None
+        self._drained: asyncio.Future[None] | None = None  # see drain()
         self._hello_timer: asyncio.TimerHandle | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._dead = False
@@ -274,6 +275,32 @@ class QuicLink(QuicConnectionProtocol):
             self._timer = self._loop.call_at(timer_at, self._handle_timer)
         self._timer_at = timer_at
 
+    def sent_all(self) -> bool:
+        """Whether everything written has been sent and acknowledged (or the
+        link is gone): nothing is queued in the engine and nothing is in flight."""
+        quic = self._quic
+        core = quic._core
+        return (self._dead or core is None
+                or (quic.get_send_buffer_size() == 0 and core.bytes_in_flight == 0))
+
+    async def drain(self) -> None:
+        """Flush, then wait until the peer has acknowledged everything written
+        or the link is gone. A graceful close waits for this before its
+        CONNECTION_CLOSE, which discards what the engine has not sent yet (held
+        back by pacing or congestion control on a busy host): the exit and Down
+        signals of the closing node's processes."""
+        self.flush()
+        if self.sent_all():
+            return
+        if self._drained is None or self._drained.done():
+            self._drained = self._loop.create_future()
+        await asyncio.shield(self._drained)
+
+    def _check_drained(self) -> None:
+        drained = self._drained
+        if drained is not None and not drained.done() and self.sent_all():
+            drained.set_result(None)
+
     def abort(self, code: int, reason: str) -> None:
         """Close the link with an application error code (a protocol violation)."""
         if self._dead:
@@ -322,11 +349,15 @@ class QuicLink(QuicConnectionProtocol):
         self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
         self._process_events()
         self.wakeup()
+        if self._drained is not None:
+            self._check_drained()
 
     def datagrams_received(self, data: list[bytes], addr: Any) -> None:
         self._quic.receive_many_datagrams(data, addr, now=self._loop.time())
         self._process_events()
         self.wakeup()
+        if self._drained is not None:
+            self._check_drained()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if self._dead:
@@ -401,6 +432,7 @@ class QuicLink(QuicConnectionProtocol):
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
+        self._check_drained()
         self.protocol.connection_lost(code, reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
