@@ -336,7 +336,8 @@ class ClusterNode:
         try:
             await asyncio.wait_for(asyncio.gather(*(link.drain() for link in links)), CLOSE_LINGER)
         except TimeoutError:
-            late = [link.protocol.name for link in links if not link.sent_all()]
+            late = [link.protocol.name or "(hello pending)"
+                    for link in links if not link.sent_all()]
             log.info("node %s: closing links %s before their peers acknowledged everything",
                      self.name, late)
 
