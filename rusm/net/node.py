@@ -80,10 +80,11 @@ READ_ONLY_REQUESTS = frozenset({"observe", "pids", "process_info"})
 """Control requests a peer with an observer certificate may make (the observe
 channel refuses its mutating commands itself)."""
 ENGINE_MAX_STREAMS = 100
-CLOSE_LINGER = 1.0
-"""Seconds ``close`` waits for each peer to acknowledge what its links were
-sent (the Down and exit signals of the stopped processes) before closing them."""
 """Concurrent streams of each kind qh3 lets a peer open (hard-coded there)."""
+CLOSE_LINGER = 1.0
+"""Seconds ``close`` waits, for all links together, for the peers to acknowledge
+what the links were sent (the Down and exit signals of the stopped processes)
+before closing them."""
 
 
 @dataclass(frozen=True, slots=True)
