@@ -195,10 +195,13 @@ async def test_ten_thousand_messages_through_a_lossy_relay_arrive_complete_and_i
     assert not left, f"closed nodes left tasks behind: {left}"
 
 
+PAD = b"p" * 1000  # 2 MB in all: over a hundred loopback datagrams to damage
+
+
 async def short_sender(proc: Process, i: int, n: int) -> None:
     """Sends n messages in one turn, then exits."""
     for j in range(n):
-        proc.send(("collector", "london"), (i, j))
+        proc.send(("collector", "london"), (i, j, PAD))
 
 
 async def test_short_lived_senders_through_a_lossy_relay_keep_order_on_a_few_lanes() -> None:
@@ -208,7 +211,7 @@ async def test_short_lived_senders_through_a_lossy_relay_keep_order_on_a_few_lan
     ca = ClusterCa.generate()
     london = await ClusterNode.bind("london", Runtime(), LOCAL, ca.issue("london"))
     tokyo = await ClusterNode.bind("tokyo", Runtime(), LOCAL, ca.issue("tokyo"))
-    relay = await LossyRelay.start(london.local_addr(), seed=20261121)
+    relay = await LossyRelay.start(london.local_addr(), seed=20261121, drop=0.1, reorder=0.1)
     loop = asyncio.get_running_loop()
     senders, each = 200, 10
     try:
@@ -229,7 +232,8 @@ async def test_short_lived_senders_through_a_lossy_relay_keep_order_on_a_few_lan
         await tokyo.close()
         await london.close()
     by_sender: dict[int, list[int]] = {}
-    for i, j in got:
+    for i, j, pad in got:
+        assert pad == PAD
         by_sender.setdefault(i, []).append(j)
     assert by_sender == {i: list(range(each)) for i in range(senders)}  # complete, each in order
     assert relay.dropped > 0 and relay.reordered > 0, relay.received
