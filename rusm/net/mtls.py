@@ -173,6 +173,8 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     # ... and the core's timer, (kind, when): an "ack_application" one is held
     # (ACK_DELAY; tests/test_cluster_acks.py fails if the kind is renamed).
     ("qh3.quic.connection.QuicConnection.get_timer", "get_timer"),
+    # QuicLink.sent_all: what a graceful close waits to see acknowledged.
+    ("qh3._hazmat.QuicConnectionCore", "bytes_in_flight"),
     ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_transmit_task"),
     ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_timer"),
     ("qh3.asyncio.protocol.QuicConnectionProtocol.__init__", "_timer_at"),
