@@ -8,7 +8,7 @@ in this one process, per message:
 
 - ``runtime_us``: the same workload inside one Runtime (no network): the
   actor runtime and the benchmark's own code, what stays when nothing is
-  encoded;
+  encoded (on the stock asyncio loop; the twin uses uvloop);
 - ``codec_us``: ``encode_msg`` and ``decode_checked`` (every limit checked)
   of the two frames, averaged;
 - ``ormsgpack_floor_us``: the least ormsgpack itself takes for the same two
@@ -37,7 +37,7 @@ import ormsgpack
 
 from rusm import Runtime
 from rusm.actors.pid import Pid
-from rusm.net.terms import decode_checked
+from rusm.net.terms import EXT_PID, EXT_TUPLE, decode_checked
 from rusm.net.wire import encode_msg
 
 PAYLOAD = ("ping", 12345, b"x" * 16)
@@ -69,14 +69,14 @@ _OPT = ormsgpack.OPT_PASSTHROUGH_TUPLE
 
 def _default(obj: Any) -> Any:
     if obj.__class__ is tuple:
-        return ormsgpack.Ext(3, ormsgpack.packb(list(obj), default=_default, option=_OPT))
+        return ormsgpack.Ext(EXT_TUPLE, ormsgpack.packb(list(obj), default=_default, option=_OPT))
     if obj.__class__ is Pid:
-        return ormsgpack.Ext(1, _PID.pack(obj.serial, obj.creation) + obj.node.encode())
+        return ormsgpack.Ext(EXT_PID, _PID.pack(obj.serial, obj.creation) + obj.node.encode())
     raise TypeError
 
 
 def _hook(tag: int, data: bytes) -> Any:
-    if tag == 3:
+    if tag == EXT_TUPLE:
         return tuple(ormsgpack.unpackb(data, ext_hook=_hook))
     return Pid(data[12:].decode(), *_PID.unpack_from(data))
 
@@ -92,13 +92,7 @@ def floor_us(number: int) -> float:
     return total / 2
 
 
-async def _runtime_rate(rounds: int) -> float:
-    async with Runtime("a") as rt:  # leaving it stops both processes
-        return await _window_in(rt, rounds)
-
-
 async def _window_in(rt: Runtime, rounds: int) -> float:
-
     async def echo(proc: Any) -> None:
         while True:
             m = await proc.receive()
@@ -120,6 +114,11 @@ async def _window_in(rt: Runtime, rounds: int) -> float:
 
     rt.spawn(window)
     return await done
+
+
+async def _runtime_rate(rounds: int) -> float:
+    async with Runtime("a") as rt:  # leaving it stops both processes
+        return await _window_in(rt, rounds)
 
 
 def runtime_us(rounds: int) -> float:
